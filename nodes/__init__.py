@@ -1,0 +1,7 @@
+"""Stepwise's V3 nodes, one small module per technique; glue only, the math lives in ``kernels``."""
+
+from .schedule import SplitSigmasAtTimestep
+
+NODES = [
+    SplitSigmasAtTimestep,
+]

@@ -1,0 +1,36 @@
+"""Regenerate ``example_workflows/*.json`` (UI format) from the API-format twins in ``tests/workflows/``.
+
+The API twins are the authored source; this lays each out as a workflow the web UI loads, using a real
+server's ``/object_info`` for widget order. ``tests/test_workflows.py`` checks the two stay the same graph.
+Run through ``make workflows``.
+"""
+
+import glob
+import json
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+
+from harness import paths, workflow  # noqa: E402
+from harness.server import stepwise_server  # noqa: E402
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="stepwise-wf-") as base:
+        with stepwise_server(base, {}) as srv:
+            info = srv.object_info()
+    for api_path in sorted(glob.glob(os.path.join(paths.WORKFLOWS_API, "*.api.json"))):
+        name = os.path.basename(api_path)[: -len(".api.json")]
+        ui = workflow.api_to_ui(workflow.load(api_path), info)
+        out = os.path.join(paths.EXAMPLE_WORKFLOWS, name + ".json")
+        with open(out, "w") as f:
+            json.dump(ui, f, indent=2)
+            f.write("\n")
+        print(f"wrote {os.path.relpath(out, paths.REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Test and demo harness: a real ComfyUI server, the zoo, and workflow helpers."""

@@ -1,0 +1,40 @@
+"""Small helpers that drive the real host in-process (its own nodes and samplers), for node tests."""
+
+from __future__ import annotations
+
+import torch
+
+import comfy.sample
+import comfy.samplers
+import nodes
+from comfy_extras.nodes_model_advanced import ModelSamplingDiscrete, ModelSamplingSD3
+
+
+def encode(clip, text: str):
+    return nodes.CLIPTextEncode().encode(clip, text)[0]
+
+
+def noise_for(shape, seed: int) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def with_parameterisation(model, kind: str):
+    """The model as eps (unchanged), v-prediction (host node ModelSamplingDiscrete) or flow (ModelSamplingSD3)."""
+    if kind == "eps":
+        return model
+    if kind == "v":
+        return ModelSamplingDiscrete().patch(model, "v_prediction", False)[0]
+    if kind == "flow":
+        return ModelSamplingSD3().patch(model, 3.0)[0]
+    raise ValueError(kind)
+
+
+def sample_sigmas(model, positive, negative, latent: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor,
+                  sampler: str = "euler", cfg: float = 4.0, seed: int = 0) -> torch.Tensor:
+    """Run one of the host's samplers over an explicit σ schedule (as SamplerCustomAdvanced does)."""
+    return comfy.sample.sample_custom(model, noise, cfg, comfy.samplers.sampler_object(sampler), sigmas,
+                                      positive, negative, latent, disable_pbar=True, seed=seed)
+
+
+def scheduler_sigmas(model, scheduler: str, steps: int) -> torch.Tensor:
+    return comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).cpu()

@@ -1,0 +1,27 @@
+"""Where the harness finds the host, its Python, the zoo and the repository."""
+
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ZOO_NODE = os.path.join(REPO, "tests", "zoo", "stepwise_zoo")
+ZOO_BUILDER = os.path.join(REPO, "tests", "zoo", "build.py")
+WORKFLOWS_API = os.path.join(REPO, "tests", "workflows")
+EXAMPLE_WORKFLOWS = os.path.join(REPO, "example_workflows")
+
+TINY_SD15 = "stepwise-tiny-sd15.safetensors"
+TINY_SDXL = "stepwise-tiny-sdxl.safetensors"
+FULL_SD15 = "stepwise-sd15-fullsize-random.safetensors"
+
+
+def host_dir() -> str:
+    return os.environ.get("COMFYUI_PATH") or os.path.expanduser("~/.cache/stepwise/ComfyUI")
+
+
+def zoo_dir() -> str:
+    return os.environ.get("STEPWISE_ZOO") or os.path.expanduser("~/.cache/stepwise/zoo")
+
+
+def host_python() -> str:
+    """The interpreter that runs the host: this one (the Makefile runs pytest inside the host's venv)."""
+    return sys.executable
