@@ -1,7 +1,11 @@
 """Stepwise's V3 nodes, one small module per technique; glue only, the math lives in ``kernels``."""
 
+from .anagram import VisualAnagram
+from .hybrid import HybridNoise
 from .schedule import SplitSigmasAtTimestep
 
 NODES = [
     SplitSigmasAtTimestep,
+    VisualAnagram,
+    HybridNoise,
 ]

@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="demo: %(message)s")
 
     zoo = paths.zoo_dir()
-    tiny = [paths.TINY_SD15, paths.TINY_SDXL]
+    tiny = list(paths.TINY)
     if not all(os.path.isfile(os.path.join(zoo, f)) for f in tiny):
         subprocess.run([sys.executable, paths.ZOO_BUILDER, "--out", zoo], check=True)
     os.makedirs(args.out, exist_ok=True)
@@ -60,12 +60,13 @@ def main(argv=None) -> int:
                 entry = server.run(workflow.load(os.path.join(paths.WORKFLOWS_API, name + ".api.json")))
                 seconds = time.perf_counter() - t0
                 files = []
-                for node_out in entry["outputs"].values():
-                    for i, im in enumerate(node_out.get("images", [])):
-                        src = os.path.join(base, "output", im["subfolder"], im["filename"])
-                        dst = os.path.join(args.out, f"{name}.png" if i == 0 else f"{name}_{i}.png")
-                        shutil.copyfile(src, dst)
-                        files.append(os.path.relpath(dst, args.out))
+                saved = [im for node_id in sorted(entry["outputs"], key=int)
+                         for im in entry["outputs"][node_id].get("images", [])]
+                for i, im in enumerate(saved):
+                    src = os.path.join(base, "output", im["subfolder"], im["filename"])
+                    dst = os.path.join(args.out, f"{name}.png" if i == 0 else f"{name}_{i}.png")
+                    shutil.copyfile(src, dst)
+                    files.append(os.path.relpath(dst, args.out))
                 report["workflows"].append({"name": name, "seconds": round(seconds, 2), "images": files})
                 log.info("%s: %d image(s) in %.1fs -> %s", name, len(files), seconds, ", ".join(files))
             shutil.copyfile(server.log_path, os.path.join(args.out, "server.log"))

@@ -7,6 +7,7 @@ Run through ``make workflows``.
 
 import glob
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -18,6 +19,7 @@ from harness.server import stepwise_server  # noqa: E402
 
 
 def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="workflows: %(message)s")
     with tempfile.TemporaryDirectory(prefix="stepwise-wf-") as base:
         with stepwise_server(base, {}) as srv:
             info = srv.object_info()
@@ -28,7 +30,7 @@ def main() -> int:
         with open(out, "w") as f:
             json.dump(ui, f, indent=2)
             f.write("\n")
-        print(f"wrote {os.path.relpath(out, paths.REPO)}")
+        logging.info("wrote %s", os.path.relpath(out, paths.REPO))
     return 0
 
 

@@ -55,7 +55,7 @@ _load_pack()
 
 def _ensure_zoo(full: bool) -> str:
     zoo = paths.zoo_dir()
-    wanted = [paths.TINY_SD15, paths.TINY_SDXL] + ([paths.FULL_SD15] if full else [])
+    wanted = list(paths.TINY) + ([paths.FULL_SD15] if full else [])
     if not all(os.path.isfile(os.path.join(zoo, f)) for f in wanted):
         cmd = [sys.executable, paths.ZOO_BUILDER, "--out", zoo] + (["--full"] if full else [])
         subprocess.run(cmd, check=True, cwd=paths.REPO)
@@ -80,7 +80,7 @@ def tiny_models(zoo):
 
     register()
     out = {}
-    for name in (paths.TINY_SD15, paths.TINY_SDXL):
+    for name in paths.TINY:
         model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(os.path.join(zoo, name))
         out[name] = (model, clip, vae)
     return out
@@ -93,7 +93,7 @@ def server(tmp_path_factory, zoo):
     The full-size checkpoint is linked in when it has been built (``make test`` builds it; the slow test
     builds it otherwise).
     """
-    zoo_files = [paths.TINY_SD15, paths.TINY_SDXL, paths.FULL_SD15]
+    zoo_files = [*paths.TINY, paths.FULL_SD15]
     checkpoints = {f: os.path.join(zoo, f) for f in zoo_files if os.path.isfile(os.path.join(zoo, f))}
     srv = stepwise_server(str(tmp_path_factory.mktemp("comfy-base")), checkpoints)
     srv.start()

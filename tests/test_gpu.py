@@ -10,6 +10,8 @@ import torch
 
 from harness import paths
 from harness.inprocess import encode, noise_for, sample_sigmas, scheduler_sigmas
+from stepwise.nodes.anagram import VisualAnagram
+from stepwise.nodes.hybrid import HybridNoise
 from stepwise.nodes.schedule import SplitSigmasAtTimestep
 
 pytestmark = pytest.mark.gpu
@@ -54,3 +56,37 @@ def test_split_sigmas_two_stages_equal_one_run_on_cuda(cuda_model):
     two = sample_sigmas(model, pos, neg, sample_sigmas(model, pos, neg, latent, noise, high), torch.zeros_like(noise), low)
     tol = 2e-2 if dtype == torch.float16 else 5e-2
     torch.testing.assert_close(two, one, rtol=tol, atol=tol)
+
+
+def _sample(model, pos, neg, latent, noise, cfg=4.0):
+    import comfy.sample
+
+    return comfy.sample.sample(model, noise, 5, cfg, "euler", "normal", pos, neg, latent, disable_pbar=True, seed=3)
+
+
+def test_anagram_equivariance_and_identity_on_cuda(cuda_model):
+    model, clip, _, dtype = cuda_model
+    a, b, neg = encode(clip, "a cat"), encode(clip, "a dog"), encode(clip, "")
+    latent = torch.zeros(1, 4, 16, 16)
+    noise = noise_for(latent.shape, 2)
+    tol = 3e-2 if dtype == torch.float16 else 8e-2
+    m, pos = VisualAnagram.execute(model=model, positive_1=a, view_1="identity", positive_2=a, view_2="identity").result
+    plain = _sample(model, a, neg, latent, noise)
+    torch.testing.assert_close(_sample(m, pos, neg, latent, noise), plain, rtol=tol, atol=tol * float(plain.abs().max()))
+    m, pos = VisualAnagram.execute(model=model, positive_1=a, view_1="identity", positive_2=b, view_2="rot90").result
+    image = _sample(m, pos, neg, latent, noise)
+    m2, pos2 = VisualAnagram.execute(model=model, positive_1=b, view_1="identity", positive_2=a, view_2="rot270").result
+    turned = _sample(m2, pos2, neg, latent, torch.rot90(noise, 1, dims=(-2, -1)))
+    assert torch.isfinite(image).all()
+    torch.testing.assert_close(turned, torch.rot90(image, 1, dims=(-2, -1)), rtol=tol, atol=tol * float(image.abs().max()))
+
+
+def test_hybrid_equal_prompts_on_cuda(cuda_model):
+    model, clip, _, dtype = cuda_model
+    a, neg = encode(clip, "a skull"), encode(clip, "")
+    latent = torch.zeros(1, 4, 16, 16)
+    noise = noise_for(latent.shape, 3)
+    m, pos = HybridNoise.execute(model=model, positive_a=a, positive_b=a).result
+    plain = _sample(model, a, neg, latent, noise)
+    tol = 3e-2 if dtype == torch.float16 else 8e-2
+    torch.testing.assert_close(_sample(m, pos, neg, latent, noise), plain, rtol=tol, atol=tol * float(plain.abs().max()))

@@ -1,7 +1,7 @@
 """A real headless ComfyUI server (``main.py --cpu``) on a free loopback port, and a small HTTP client.
 
-The server gets its own base directory (custom_nodes, models, input, output, temp, user), an in-memory
-database and its own process group, so it never touches the cached host's folders and ``stop`` ends
+The server gets its own base directory (custom_nodes, models, input, output, temp, user, its database)
+and its own process group, so it never touches the cached host's folders and ``stop`` ends
 only what it started.
 """
 
@@ -79,7 +79,7 @@ class ComfyServer:
         for name, src in self.checkpoints.items():
             _link(src, os.path.join(self.base_dir, "models", "checkpoints", name))
         cmd = [self.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-               "--base-directory", self.base_dir, "--database-url", "sqlite:///:memory:",
+               "--base-directory", self.base_dir, "--database-url", f"sqlite:///{self.base_dir}/comfyui.db",
                "--disable-auto-launch", *self.extra_args]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self._log = open(self.log_path, "w")

@@ -8,6 +8,8 @@ Run with the host's Python and ComfyUI importable (``make zoo`` does this)::
   text encoder on the host's bundled SD1 tokenizer, TAESD-architecture VAE (8x, 4 latent channels).
 - ``stepwise-tiny-sdxl.safetensors``: SDXL-shaped tiny UNet (linear transformers, depth 2 at the lowest
   level, pooled + size conditioning), tiny CLIP-L + CLIP-G, TAESD-architecture VAE.
+- ``stepwise-tiny-sd15-pixel.safetensors``: the SD1.5-shaped tiny UNet on 3-channel RGB latents with the host's
+  ``pixel_space`` VAE (for the views and splits that only make sense on pixels).
 - ``--full``: ``stepwise-sd15-fullsize-random.safetensors``, the real SD1.5 architecture (860M UNet,
   CLIP-L, KL VAE) with random weights in fp16, detected by the host's unmodified model detection.
 
@@ -30,7 +32,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 ZOO_VERSION = "2"
 
-TINY_FILES = {"tiny-sd15": "stepwise-tiny-sd15.safetensors", "tiny-sdxl": "stepwise-tiny-sdxl.safetensors"}
+TINY_FILES = {"tiny-sd15": "stepwise-tiny-sd15.safetensors", "tiny-sdxl": "stepwise-tiny-sdxl.safetensors",
+              "tiny-sd15-pixel": "stepwise-tiny-sd15-pixel.safetensors"}
 FULL_FILE = "stepwise-sd15-fullsize-random.safetensors"
 
 FULL_SD15_UNET = {
@@ -110,6 +113,13 @@ def _taesd_vae(seed: int):
     return comfy.sd.VAE(sd=taesd.state_dict())
 
 
+def _pixel_vae():
+    import comfy.pixel_space_convert
+    import comfy.sd
+
+    return comfy.sd.VAE(sd=comfy.pixel_space_convert.PixelspaceConversionVAE().state_dict())
+
+
 def build_tiny(kind: str, path: str, seed: int) -> None:
     import comfy.sd
     from stepwise_zoo.tiny import TINY_MODELS
@@ -122,7 +132,7 @@ def build_tiny(kind: str, path: str, seed: int) -> None:
     seeded_init_(model.diffusion_model, seed)
     clip = comfy.sd.CLIP(config.clip_target(), parameters=0)
     seeded_init_(clip.cond_stage_model, seed + 1)
-    vae = _taesd_vae(seed + 2)
+    vae = _pixel_vae() if kind == "tiny-sd15-pixel" else _taesd_vae(seed + 2)
     _save(model, clip, vae, path, {"stepwise.zoo": kind, "stepwise.zoo_version": ZOO_VERSION, "stepwise.seed": seed,
                                    "stepwise.unet_config": json.dumps(config_cls.FULL_UNET_CONFIG)})
 

@@ -63,6 +63,7 @@ class TinySD15(comfy.supported_models.SD15):
     unet_config = {
         "context_dim": TINY_CLIP_L["hidden_size"],
         "model_channels": 32,
+        "in_channels": 4,
         "channel_mult": [1, 2, 4],
         "use_linear_in_transformer": False,
         "adm_in_channels": None,
@@ -80,6 +81,14 @@ class TinySD15(comfy.supported_models.SD15):
 
     def clip_target(self, state_dict={}):
         return comfy.supported_models_base.ClipTarget(comfy.sd1_clip.SD1Tokenizer, TinySD15ClipModel)
+
+
+# --- Pixel-space SD1.5-shaped: the same UNet on 3-channel RGB latents, decoded by the host's pixel_space VAE ---
+
+class TinySD15Pixel(TinySD15):
+    unet_config = {**TinySD15.unet_config, "in_channels": 3}
+    latent_format = comfy.latent_formats.ChromaRadiance  # the host's RGB "latent" (3 channels, no scaling)
+    FULL_UNET_CONFIG = {**TinySD15.FULL_UNET_CONFIG, "in_channels": 3, "out_channels": 3}
 
 
 # --- SDXL-shaped: linear transformers, depth 2 at the lowest level and in the middle (transformer_index 1
@@ -131,7 +140,7 @@ class TinySDXL(comfy.supported_models.SDXL):
         return comfy.supported_models_base.ClipTarget(comfy.sdxl_clip.SDXLTokenizer, TinySDXLClipModel)
 
 
-TINY_MODELS = {"tiny-sd15": TinySD15, "tiny-sdxl": TinySDXL}
+TINY_MODELS = {"tiny-sd15": TinySD15, "tiny-sdxl": TinySDXL, "tiny-sd15-pixel": TinySD15Pixel}
 
 
 def register():
