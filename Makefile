@@ -8,7 +8,7 @@ VENV := $(or $(STEPWISE_VENV),$(CURDIR)/.venv)
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help host zoo zoo-tiny test test-fast test-gpu demo workflows clean
+.PHONY: help host zoo zoo-tiny test test-fast test-gpu demo workflows bench clean
 
 help:
 	@echo "make host       put the pinned ComfyUI in place, build its venv, link the pack"
@@ -16,6 +16,7 @@ help:
 	@echo "make test-gpu   the gpu-marked tests (needs CUDA)"
 	@echo "make demo       run the example workflows on the tiny zoo through a real server -> demo-output/"
 	@echo "make zoo        build the model zoo (tiny + full-size SD1.5 architecture) into ~/.cache/stepwise/zoo"
+	@echo "make bench      benchmarks (bench/results/*.json); not part of make test"
 	@echo "make workflows  regenerate example_workflows/ (UI format) from tests/workflows/ (API format)"
 
 host:
@@ -44,3 +45,6 @@ workflows: host
 
 clean:
 	rm -rf demo-output .pytest_cache
+
+bench: zoo-tiny
+	$(PY) bench/multiview.py

@@ -1,0 +1,134 @@
+"""Benchmark VisualAnagram and HybridNoise against a plain KSampler doing the same rows (``make bench``).
+
+For each case: model calls per sampling step (must be 1: all views/bands and negatives in one batched call)
+and the wall-time ratio against the host's plain sampler on the same number of rows per step:
+
+- anagram with N views, CFG: 2N rows; plain = a batch of N latents with one prompt (2N rows);
+- hybrid with K bands, CFG: K + 1 rows; plain = one latent with the K prompts combined (ConditioningCombine,
+  K + 1 rows).
+
+Same steps, sampler and scheduler; the zoo's tiny models on the CPU at 32×32 latents (256 px). Timings are
+medians of interleaved repeats. Writes ``bench/results/multiview.json``; target ratio <= 1.10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+
+log = logging.getLogger("bench")
+TARGET = 1.10
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="VisualAnagram/HybridNoise overhead against a plain sampler")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--latent", type=int, default=32, help="latent side (32 = 256 px images)")
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "multiview.json"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    log.setLevel(logging.INFO)  # the host's INFO lines (one per model load) stay quiet
+
+    import conftest  # noqa: F401  (host on sys.path, CPU as --cpu, the pack importable as `stepwise`)
+    import torch
+
+    import comfy.patcher_extension
+    import comfy.sample
+    import comfy.sd
+    import nodes
+    from harness import paths
+    from harness.inprocess import encode, noise_for
+    from stepwise.nodes.anagram import VisualAnagram
+    from stepwise.nodes.hybrid import HybridNoise
+    from stepwise_zoo.tiny import register
+
+    register()
+    zoo = conftest._ensure_zoo(full=False)
+    side = args.latent
+
+    def counting(model):
+        calls = []
+
+        def wrapper(executor, *a, **k):
+            calls.append(a[0].shape[0])
+            return executor(*a, **k)
+
+        m = model.clone()
+        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "bench.count", wrapper)
+        return m, calls
+
+    def run(model, pos, neg, batch):
+        latent = torch.zeros(batch, 4, side, side)
+        noise = noise_for(latent.shape, 0)
+        start = time.perf_counter()
+        comfy.sample.sample(model, noise, args.steps, 7.0, "euler", "normal", pos, neg, latent, disable_pbar=True, seed=0)
+        return time.perf_counter() - start
+
+    results = []
+    for ckpt in (paths.TINY_SD15, paths.TINY_SDXL):
+        model, clip, _, _ = comfy.sd.load_checkpoint_guess_config(os.path.join(zoo, ckpt))
+        texts = ["a cat", "a dog", "a ship", "a house"]
+        c = [encode(clip, t) for t in texts]
+        neg = encode(clip, "")
+        views = ["identity", "flip_ud", "rot90", "flip_lr"]
+        cases = []
+        for n in (2, 3, 4):
+            kw = {}
+            for i in range(n):
+                kw[f"positive_{i + 1}"], kw[f"view_{i + 1}"] = c[i], views[i]
+            m, pos = VisualAnagram.execute(model=model, **kw).result
+            cases.append((f"anagram_{n}_views", m, pos, 1, model, c[0], n, 2 * n))
+        for k, split in ((2, "low_high"), (3, "low_mid_high")):
+            kw = {"positive_a": c[0], "positive_b": c[1], "split": split}
+            if k == 3:
+                kw["positive_c"] = c[2]
+            m, pos = HybridNoise.execute(model=model, **kw).result
+            combined = c[0]
+            for extra in c[1:k]:
+                combined = nodes.ConditioningCombine().combine(combined, extra)[0]
+            cases.append((f"hybrid_{k}_bands", m, pos, 1, model, combined, 1, k + 1))
+
+        for name, m, pos, batch, plain_model, plain_pos, plain_batch, rows in cases:
+            counted, calls = counting(m)
+            run(counted, pos, neg, batch)
+            per_step = len(calls) / args.steps
+            ours, plain = [], []
+            run(m, pos, neg, batch), run(plain_model, plain_pos, neg, plain_batch)  # warm up
+            for _ in range(args.repeats):
+                ours.append(run(m, pos, neg, batch))
+                plain.append(run(plain_model, plain_pos, neg, plain_batch))
+            ratio = statistics.median(ours) / statistics.median(plain)
+            row = {"model": ckpt, "case": name, "rows_per_step": rows, "model_calls_per_step": per_step,
+                   "rows_per_call": sorted(set(calls)), "seconds_median": round(statistics.median(ours), 4),
+                   "plain_seconds_median": round(statistics.median(plain), 4), "wall_ratio": round(ratio, 3),
+                   "meets_target": per_step == 1 and ratio <= TARGET}
+            results.append(row)
+            log.info("%-28s %-16s calls/step %.2f rows %s ratio %.3f", ckpt, name, per_step, row["rows_per_call"], ratio)
+
+    report = {
+        "benchmark": "multiview", "target_wall_ratio": TARGET, "steps": args.steps, "repeats": args.repeats,
+        "latent": [side, side], "sampler": "euler", "cfg": 7.0, "device": "cpu",
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+        "machine": platform.machine(), "results": results,
+        "all_meet_target": all(r["meets_target"] for r in results),
+    }
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(report, f, indent=2)
+        f.write("\n")
+    log.info("wrote %s (all meet target: %s)", args.out, report["all_meet_target"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
