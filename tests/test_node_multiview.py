@@ -324,3 +324,27 @@ def test_node_level_bad_inputs(tiny_models, prompts):
                             split="low_mid_high", auto_sigma=False, blur_sigma=1.0, blur_sigma_fine=2.0)
     with pytest.raises(ValueError, match="kernel_size must be odd"):
         HybridNoise.execute(model=model, positive_a=p["a cat"], positive_b=p["a dog"], kernel_size=8)
+
+
+def test_views_also_transform_c_concat_image_conditioning():
+    """Inpainting/pix2pix models get image conditioning as c_concat: each chunk is viewed like its x."""
+    import uuid as uuidlib
+
+    from stepwise.kernels.views import View
+    from stepwise.nodes.multiview import TAG, _apply_model, _Call
+
+    u_id, u_flip = uuidlib.uuid4(), uuidlib.uuid4()
+    call = _Call(views={u_id: View("identity"), u_flip: View("flip_ud")}, keep={u_id, u_flip})
+    x = noise_for((4, 4, 8, 8), 0)  # two chunks (one per uuid) of 2 latents
+    c_concat = noise_for((4, 5, 8, 8), 1)
+    seen = {}
+
+    def executor(x_, t, c_concat_, c_crossattn, control, transformer_options, **kwargs):
+        seen["x"], seen["c"] = x_, c_concat_
+        return x_ * 2  # a "denoiser" that is equivariant, so the inverse view must undo the view exactly
+
+    out = _apply_model(executor, x, torch.ones(4), c_concat, None, None, {TAG: call, "uuids": [u_id, u_flip]})
+    assert torch.equal(seen["x"][:2], x[:2]) and torch.equal(seen["x"][2:], x[2:].flip(-2))
+    assert torch.equal(seen["c"][:2], c_concat[:2]) and torch.equal(seen["c"][2:], c_concat[2:].flip(-2))
+    assert torch.equal(out, x * 2)
+    assert torch.equal(call.stash[u_flip], x[2:] * 2)
