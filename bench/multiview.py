@@ -42,12 +42,11 @@ def main(argv=None) -> int:
     import conftest  # noqa: F401  (host on sys.path, CPU as --cpu, the pack importable as `stepwise`)
     import torch
 
-    import comfy.patcher_extension
     import comfy.sample
     import comfy.sd
     import nodes
     from harness import paths
-    from harness.inprocess import encode, noise_for
+    from harness.inprocess import counting, encode, noise_for
     from stepwise.nodes.anagram import VisualAnagram
     from stepwise.nodes.hybrid import HybridNoise
     from stepwise_zoo.tiny import register
@@ -55,17 +54,6 @@ def main(argv=None) -> int:
     register()
     zoo = conftest._ensure_zoo(full=False)
     side = args.latent
-
-    def counting(model):
-        calls = []
-
-        def wrapper(executor, *a, **k):
-            calls.append(a[0].shape[0])
-            return executor(*a, **k)
-
-        m = model.clone()
-        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "bench.count", wrapper)
-        return m, calls
 
     def run(model, pos, neg, batch):
         latent = torch.zeros(batch, 4, side, side)

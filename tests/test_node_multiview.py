@@ -7,7 +7,7 @@ import comfy.patcher_extension
 import comfy.sample
 import nodes
 from harness import paths
-from harness.inprocess import encode, noise_for, with_parameterisation
+from harness.inprocess import counting, encode, noise_for, with_parameterisation
 from stepwise.nodes.anagram import VisualAnagram
 from stepwise.nodes.hybrid import HybridNoise
 from stepwise.nodes.multiview import WRAPPER_KEY
@@ -42,19 +42,6 @@ def anagram(model, conds_views, **kw):
     for i, (c, v) in enumerate(conds_views, start=1):
         args[f"positive_{i}"], args[f"view_{i}"] = c, v
     return VisualAnagram.execute(model=model, **args, **kw).result
-
-
-def counting(model):
-    """A clone that counts diffusion-model calls and their rows (a wrapper of another 'node')."""
-    calls = []
-
-    def wrapper(executor, *args, **kwargs):
-        calls.append(args[0].shape[0])
-        return executor(*args, **kwargs)
-
-    m = model.clone()
-    m.add_wrapper_with_key(WM.DIFFUSION_MODEL, "test.count", wrapper)
-    return m, calls
 
 
 # --- invariants ---

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+import comfy.patcher_extension
 import comfy.sample
 import comfy.samplers
 import nodes
@@ -38,3 +39,16 @@ def sample_sigmas(model, positive, negative, latent: torch.Tensor, noise: torch.
 
 def scheduler_sigmas(model, scheduler: str, steps: int) -> torch.Tensor:
     return comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).cpu()
+
+
+def counting(model, key: str = "stepwise.test.count"):
+    """A clone of ``model`` that records the rows of every diffusion-model call (as another node's wrapper would)."""
+    calls: list[int] = []
+
+    def wrapper(executor, *args, **kwargs):
+        calls.append(args[0].shape[0])
+        return executor(*args, **kwargs)
+
+    m = model.clone()
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, key, wrapper)
+    return m, calls
