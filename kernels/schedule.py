@@ -85,3 +85,37 @@ def split_sigmas_at(sigmas: torch.Tensor, sigma_split: float, rtol: float = 1e-5
     k = int((sigmas > sigma_split).sum())
     boundary = sigmas.new_tensor([sigma_split])
     return torch.cat([sigmas[:k], boundary]), torch.cat([boundary, sigmas[k:]])
+
+
+def segment_schedule(sigmas: torch.Tensor, cuts, rtol: float = 1e-5) -> list[torch.Tensor]:
+    """Cut a descending σ schedule at every σ in ``cuts`` that lies inside it (inserting it when needed).
+
+    Returns consecutive segments that share their boundary σ; cuts at or beyond the schedule's ends are
+    ignored, so a schedule with no inner cut comes back whole as the only segment.
+    """
+    segments, rest = [], sigmas
+    for cut in sorted({float(c) for c in cuts}, reverse=True):
+        if len(rest) < 2 or not float(rest[-1]) * (1 + rtol) < cut < float(rest[0]) * (1 - rtol):
+            continue
+        high, rest = split_sigmas_at(rest, cut, rtol)
+        segments.append(high)
+    segments.append(rest)
+    return segments
+
+
+def timestep_range_sigmas(sigma_table: torch.Tensor, lo: int, hi: int) -> tuple[float, float]:
+    """σ interval ``(σ_low, σ_high)`` a network trained on timesteps ``[lo, hi)`` may be evaluated at.
+
+    ``σ_low`` is 0 when the range reaches t = 0 (the last step of a sampler lands on σ = 0 without evaluating
+    the model there).
+    """
+    if not 0 <= lo < hi <= NUM_TIMESTEPS:
+        raise ValueError(f"timestep range [{lo}, {hi}) is not within [0, {NUM_TIMESTEPS}) with lo < hi")
+    low = 0.0 if lo == 0 else sigma_at_timestep(sigma_table, lo)
+    return low, sigma_at_timestep(sigma_table, hi - 1)
+
+
+def covers(sigma_range: tuple[float, float], segment: torch.Tensor, rtol: float = 1e-5) -> bool:
+    """Whether every σ a sampler evaluates on ``segment`` (between its ends) lies in ``sigma_range``."""
+    low, high = sigma_range
+    return float(segment[0]) <= high * (1 + rtol) and float(segment[-1]) >= low * (1 - rtol)

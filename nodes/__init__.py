@@ -2,10 +2,14 @@
 
 from .anagram import VisualAnagram
 from .hybrid import HybridNoise
+from .loader import LoadStepwiseCheckpoint
+from .refine import LateStepRefine
 from .schedule import SplitSigmasAtTimestep
 
 NODES = [
     SplitSigmasAtTimestep,
     VisualAnagram,
     HybridNoise,
+    LateStepRefine,
+    LoadStepwiseCheckpoint,
 ]

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from stepwise.kernels.schedule import sigma_at_timestep, split_sigmas_at, timestep_at_sigma, timestep_index
+from stepwise.kernels.schedule import (covers, segment_schedule, sigma_at_timestep, split_sigmas_at, timestep_at_sigma,
+                                       timestep_index, timestep_range_sigmas)
 
 import comfy.model_sampling
 import comfy.supported_models_base
@@ -106,3 +107,26 @@ def test_split_rejects_non_schedules(bad):
 def test_split_rejects_negative_sigma():
     with pytest.raises(ValueError, match="sigma_split"):
         split_sigmas_at(SCHEDULE, -1.0)
+
+
+def test_segment_schedule_cuts_inside_and_ignores_the_ends():
+    segs = segment_schedule(SCHEDULE, [3.0, 0.75, 20.0, 0.0, 8.0])
+    assert [s.tolist() for s in segs] == [pytest.approx([14.6, 8.0]), pytest.approx([8.0, 4.0, 3.0]),
+                                          pytest.approx([3.0, 2.0, 1.0, 0.75]), pytest.approx([0.75, 0.5, 0.0])]
+    assert len(segment_schedule(SCHEDULE, [])) == 1 and torch.equal(segment_schedule(SCHEDULE, [])[0], SCHEDULE)
+    joined = torch.cat([segs[0]] + [s[1:] for s in segs[1:]])
+    assert joined.tolist() == pytest.approx([14.6, 8.0, 4.0, 3.0, 2.0, 1.0, 0.75, 0.5, 0.0])
+
+
+def test_timestep_range_sigmas_and_coverage():
+    ms = _model_sampling("eps")
+    low, high = timestep_range_sigmas(ms.sigmas, 0, 500)
+    assert low == 0.0 and high == pytest.approx(float(ms.sigmas[499]))
+    low, high = timestep_range_sigmas(ms.sigmas, 250, 500)
+    assert low == pytest.approx(float(ms.sigmas[250]))
+    assert covers((low, high), torch.tensor([high, (low + high) / 2, low]))
+    assert not covers((low, high), torch.tensor([high * 1.01, low]))
+    assert not covers((low, high), torch.tensor([high, low * 0.99]))
+    assert covers((0.0, high), torch.tensor([high, 0.0]))
+    with pytest.raises(ValueError, match=r"\[500, 500\)"):
+        timestep_range_sigmas(ms.sigmas, 500, 500)
