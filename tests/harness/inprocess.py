@@ -52,3 +52,16 @@ def counting(model, key: str = "stepwise.test.count"):
     m = model.clone()
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, key, wrapper)
     return m, calls
+
+
+def recording_sigmas(model, key: str = "stepwise.test.sigmas"):
+    """A clone of ``model`` that records the σ of every model evaluation."""
+    sigmas: list[float] = []
+
+    def wrapper(executor, x, t, *args, **kwargs):
+        sigmas.append(float(t.reshape(-1)[0]))
+        return executor(x, t, *args, **kwargs)
+
+    m = model.clone()
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, key, wrapper)
+    return m, sigmas
