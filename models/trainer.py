@@ -1,0 +1,302 @@
+"""Stepwise's trainer: refiners trained on a timestep range (and, in later issues, pose and estimator models).
+
+A refiner is the host's UNet trained only on timesteps ``[lo, hi)`` of the 1000-level schedule (the seed's
+``torch.randint(250, 500, ...)``), with the loss in the model's own parameterisation and the host's noise
+schedule: the network sees ``x_t = noise_scaling(σ_t, ε, x0)`` and the loss is the squared error of its raw
+output against the target of its parameterisation, computed as ``((denoised − x0) / c_out(σ))²`` where
+``c_out = ∂denoised/∂output`` (−σ for eps and flow), so eps, v and flow models train with their usual losses.
+
+Runs are deterministic: batches, timesteps and noise come from one seeded generator whose state is saved with
+each checkpoint, so ``--resume`` continues bit for bit. Checkpoints (EMA weights when ``--ema`` > 0) and the
+training state are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from . import checkpoint, diffusion
+from .init import seeded_init_
+
+log = logging.getLogger("stepwise.train")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+@dataclass
+class RefinerOptions:
+    data: str
+    out: str
+    arch: str = "tiny"
+    space: str = "pixel"  # pixel | latent
+    vae: str | None = None  # with space=latent: a checkpoint or VAE file the host loads
+    latent_format: str = "SD15"
+    parameterisation: str = "eps"
+    t_range: tuple[int, int] = (0, 500)
+    steps: int = 1000
+    batch: int = 16
+    lr: float = 2e-4
+    ema: float = 0.999
+    precision: str = "fp32"
+    resolution: int = 64
+    seed: int = 0
+    resume: bool = False
+    sample_every: int = 0
+    save_every: int = 0
+    device: str = "auto"
+    extra: dict = field(default_factory=dict)
+
+
+def load_images(directory: str, resolution: int) -> tuple[torch.Tensor, list[str], int]:
+    """All readable images under ``directory`` as an N×3×R×R tensor in [-1, 1] (centre crop, then resize), their
+    captions (the ``.txt`` beside each image, empty when missing) and the number of unreadable files skipped."""
+    from PIL import Image
+
+    if not os.path.isdir(directory):
+        raise ValueError(f"--data {directory!r} is not a folder of images")
+    files = sorted(os.path.join(root, f) for root, _, names in os.walk(directory) for f in names
+                   if f.lower().endswith(IMAGE_EXTENSIONS))
+    images, captions, skipped = [], [], 0
+    for path in files:
+        try:
+            with Image.open(path) as im:
+                im = im.convert("RGB")
+                side = min(im.size)
+                left, top = (im.width - side) // 2, (im.height - side) // 2
+                im = im.crop((left, top, left + side, top + side)).resize((resolution, resolution), Image.BICUBIC)
+                arr = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
+        except Exception as e:  # unreadable or truncated image: skip it and count it
+            log.warning("skipping unreadable image %s (%s)", path, e)
+            skipped += 1
+            continue
+        images.append(torch.from_numpy(arr).permute(2, 0, 1))
+        caption_path = os.path.splitext(path)[0] + ".txt"
+        captions.append(open(caption_path).read().strip() if os.path.isfile(caption_path) else "")
+    if not images:
+        raise ValueError(f"--data {directory!r} has no readable images ({len(files)} image files, {skipped} "
+                         f"unreadable); use a folder of PNG/JPEG/WebP images, e.g. from `train.py make-data`")
+    return torch.stack(images), captions, skipped
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _state_path(out: str) -> str:
+    return out + ".train-state"
+
+
+class _VAE:
+    """Encode/decode through a host VAE into the model's inner latent space (latent_format.process_in/out)."""
+
+    def __init__(self, path: str, latent_format):
+        import comfy.sd
+        import comfy.utils
+
+        sd = comfy.utils.load_torch_file(path)
+        vae_sd = {k[len("first_stage_model."):]: v for k, v in sd.items() if k.startswith("first_stage_model.")}
+        self.vae = comfy.sd.VAE(sd=vae_sd or sd)
+        self.format = latent_format
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        pixels = ((images + 1) / 2).permute(0, 2, 3, 1)  # host IMAGE layout, [0, 1]
+        return self.format.process_in(self.vae.encode(pixels).float())
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(self.format.process_out(latents)).permute(0, 3, 1, 2) * 2 - 1
+
+
+def _save_state(path: str, model, ema, opt, generator, step: int, losses: list[float], opts: RefinerOptions):
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v for k, v in model.diffusion_model.state_dict().items()}
+    if ema is not None:
+        tensors.update({f"ema.{i}": p for i, p in enumerate(ema)})
+    opt_state = opt.state_dict()
+    for idx, st in opt_state["state"].items():
+        for name, value in st.items():
+            tensors[f"opt.{idx}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    tensors["generator"] = generator.get_state()
+    tensors["losses"] = torch.tensor(losses, dtype=torch.float64)
+    meta = {"step": step, "param_groups": opt_state["param_groups"], "options": asdict(opts)}
+    tmp = path + f".{os.getpid()}.tmp"
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp,
+              metadata={"stepwise_train_state": json.dumps(meta)})
+    os.replace(tmp, path)
+
+
+def _load_state(path: str, model, ema, opt, generator):
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(path, framework="pt") as f:
+        meta = json.loads(f.metadata()["stepwise_train_state"])
+    tensors = load_file(path)
+    model.diffusion_model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    if ema is not None:
+        for i, p in enumerate(ema):
+            p.copy_(tensors[f"ema.{i}"])
+    state: dict = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, idx, name = k.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    generator.set_state(tensors["generator"])
+    return meta["step"], tensors["losses"].tolist()
+
+
+def sample_grid(model, x0: torch.Tensor, t_hi: int, seed: int, decode, path: str, steps: int = 10) -> None:
+    """Refine ``x0`` noised to the top of the trained range with the host's sampler; save rows of
+    clean | noised | refined as a PNG grid."""
+    import comfy.model_patcher
+    import comfy.sample
+    import comfy.samplers
+    from PIL import Image
+
+    from ..kernels.schedule import sigma_at_timestep
+
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=x0.device, offload_device=x0.device)
+    ms = model.model_sampling
+    sigma = sigma_at_timestep(ms.sigmas.cpu(), t_hi - 1)
+    full = comfy.samplers.calculate_sigmas(ms, "karras", steps * 4).cpu()
+    from ..kernels.schedule import split_sigmas_at
+
+    sigmas = split_sigmas_at(full, sigma)[1]
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
+    cond = [[torch.zeros(1, 1, 8), {}]]
+    outer = model.process_latent_out(x0.cpu())
+    with torch.no_grad():
+        refined = comfy.sample.sample_custom(patcher, noise, 1.0, comfy.samplers.sampler_object("euler"), sigmas,
+                                             cond, cond, outer, disable_pbar=True, seed=seed)
+        noised = ms.noise_scaling(torch.tensor(sigma), noise, x0.cpu())
+        rows = [decode(x0.cpu()), decode(noised), decode(model.process_latent_in(refined))]
+    grid = torch.cat([torch.cat(list(r.clamp(-1, 1)), dim=-1) for r in rows], dim=-2)
+    arr = ((grid.permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+def train_refiner(opts: RefinerOptions) -> dict:
+    """Train a refiner from scratch on ``opts.data``; returns the checkpoint metadata written to ``opts.out``."""
+    from tqdm import tqdm
+
+    lo, hi = opts.t_range
+    if not 0 <= lo < hi <= 1000:
+        raise ValueError(f"--t-range {lo} {hi} must satisfy 0 <= lo < hi <= 1000 (hi exclusive)")
+    if opts.precision not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"--precision {opts.precision!r} is not one of fp32, bf16, fp16")
+    if opts.space not in ("pixel", "latent"):
+        raise ValueError(f"--space {opts.space!r} is not one of pixel, latent")
+    if opts.space == "latent" and not opts.vae:
+        raise ValueError("--space latent needs --vae (a checkpoint or VAE file whose VAE defines the latents)")
+    if opts.steps < 1 or opts.batch < 1:
+        raise ValueError(f"--steps and --batch must be >= 1, got {opts.steps} and {opts.batch}")
+    device = _device(opts.device)
+    torch.manual_seed(opts.seed)
+    images, captions, skipped = load_images(opts.data, opts.resolution)
+    latent = "pixel" if opts.space == "pixel" else opts.latent_format
+    fmt = diffusion.latent_format(latent)()
+    if opts.space == "latent":
+        vae = _VAE(opts.vae, fmt)
+        with torch.no_grad():
+            x0_all = torch.cat([vae.encode(images[i:i + 32]) for i in range(0, len(images), 32)])
+        decode = vae.decode
+    else:
+        x0_all = images
+        decode = lambda x: x  # noqa: E731
+    x0_all = x0_all.to(device)
+    channels = x0_all.shape[1]
+
+    unet = diffusion.unet_config(opts.arch, channels)
+    model = diffusion.new_model(unet, opts.parameterisation, latent, device=device)
+    seeded_init_(model.diffusion_model, opts.seed)
+    model.diffusion_model.train()
+    ms = model.model_sampling
+    table = ms.sigmas.detach().to(device)
+    params = [p for p in model.diffusion_model.parameters()]
+    opt = torch.optim.AdamW(params, lr=opts.lr, weight_decay=0.0)
+    ema = [p.detach().clone() for p in params] if opts.ema > 0 else None
+    generator = torch.Generator(device="cpu").manual_seed(opts.seed)
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(opts.precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=opts.precision == "fp16" and device.type == "cuda")
+
+    step, losses = 0, []
+    state_path = _state_path(opts.out)
+    if opts.resume:
+        if not os.path.isfile(state_path):
+            raise ValueError(f"--resume: no training state at {state_path}; run without --resume first")
+        step, losses = _load_state(state_path, model, ema, opt, generator)
+        log.info("resumed at step %d", step)
+
+    def meta_for(at_step: int) -> dict:
+        recent = losses[-max(1, len(losses) // 10):] if losses else []
+        return {
+            "kind": "refiner",
+            "network": {"class": "comfy_unet", "unet_config": unet, "arch": opts.arch, "model_class": "BaseModel"},
+            "parameterisation": opts.parameterisation,
+            "latent_space": {"kind": "pixel", "channels": channels} if opts.space == "pixel"
+            else {"kind": "vae", "latent_format": latent, "channels": channels, "vae": os.path.basename(opts.vae)},
+            "timestep_range": [lo, hi], "conditioning": "none", "base": None, "resolution": opts.resolution,
+            "training": {"steps": at_step, "batch": opts.batch, "lr": opts.lr, "ema": opts.ema,
+                         "precision": opts.precision, "seed": opts.seed, "images": len(images),
+                         "skipped_images": skipped, "final_loss": float(np.mean(recent)) if recent else None,
+                         "data": os.path.abspath(opts.data)},
+        }
+
+    def write(at_step: int):
+        weights = model.diffusion_model.state_dict()
+        if ema is not None:
+            names = [n for n, _ in model.diffusion_model.named_parameters()]
+            weights = {**weights, **dict(zip(names, ema))}
+        checkpoint.save(opts.out, weights, meta_for(at_step))
+        _save_state(state_path, model, ema, opt, generator, at_step, losses, opts)
+
+    save_every = opts.save_every or opts.steps
+    bar = tqdm(total=opts.steps, initial=step, desc="refiner", unit="step", dynamic_ncols=True)
+    t_start, seen = time.perf_counter(), 0
+    while step < opts.steps:
+        idx = torch.randint(0, len(x0_all), (opts.batch,), generator=generator)
+        t = torch.randint(lo, hi, (opts.batch,), generator=generator)
+        x0 = x0_all[idx.to(device)]
+        noise = torch.randn(x0.shape, generator=generator).to(device)
+        sigma = table[t.to(device)]
+        s = sigma.view(-1, *([1] * (x0.ndim - 1)))
+        x_t = ms.noise_scaling(s, noise, x0)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            denoised = model.apply_model(x_t, sigma, c_crossattn=None)
+        c_out = ms.calculate_denoised(s, torch.ones_like(x0[:1]), torch.zeros_like(x0[:1]))
+        loss = (((denoised.float() - x0) / c_out) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        if ema is not None:
+            with torch.no_grad():
+                for e, p in zip(ema, params):
+                    e.mul_(opts.ema).add_(p.detach(), alpha=1 - opts.ema)
+        step += 1
+        seen += opts.batch
+        losses.append(float(loss.detach()))
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.4f}", img_s=f"{seen / max(1e-9, time.perf_counter() - t_start):.1f}")
+        if opts.sample_every and step % opts.sample_every == 0:
+            model.diffusion_model.eval()
+            sample_grid(model, x0_all[:4], hi, opts.seed, decode, f"{opts.out}.samples/step_{step:06d}.png")
+            model.diffusion_model.train()
+        if step % save_every == 0 or step == opts.steps:
+            write(step)
+    bar.close()
+    if not os.path.isfile(opts.out):  # resumed at the final step: nothing left to train
+        write(step)
+    meta = checkpoint.read_metadata(opts.out)
+    meta["losses"] = losses
+    return meta

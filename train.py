@@ -1,0 +1,113 @@
+"""Stepwise's trainer and synthetic-data maker. Run it with the Python of ComfyUI's environment:
+
+    python train.py make-data --kind shapes|figures --n N --size S --out DIR [--seed S]
+    python train.py refiner --data DIR --out FILE --arch tiny|small --space pixel|latent [--vae FILE]
+                            --t-range 0 500 --steps N --batch B --lr LR --ema D --precision fp32|bf16|fp16
+                            --resolution R --seed S [--resume] [--sample-every K] [--save-every K]
+
+The host (ComfyUI) is found at ``COMFYUI_PATH`` (default ``~/.cache/stepwise/ComfyUI``, where ``make host`` puts
+it) or when this folder sits in a ComfyUI's ``custom_nodes``. Checkpoints go to ``models/stepwise`` of your
+ComfyUI to appear in the Load Stepwise Checkpoint node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _host_path() -> str:
+    env = os.environ.get("COMFYUI_PATH")
+    candidates = [env] if env else []
+    candidates += [os.path.dirname(os.path.dirname(HERE)), os.path.expanduser("~/.cache/stepwise/ComfyUI")]
+    for path in candidates:
+        if path and os.path.isfile(os.path.join(path, "comfy", "sd.py")):
+            return path
+    sys.exit("train.py: ComfyUI not found; set COMFYUI_PATH to your ComfyUI folder (or run `make host`)")
+
+
+def _import_pack():
+    """Import the host, then this folder as the package ``stepwise`` (its modules use relative imports)."""
+    host = _host_path()
+    if host not in sys.path:
+        sys.path.insert(0, host)
+    import torch
+
+    import comfy.cli_args
+
+    if not torch.cuda.is_available():
+        comfy.cli_args.args.cpu = True
+    if "stepwise" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("stepwise", os.path.join(HERE, "__init__.py"),
+                                                      submodule_search_locations=[HERE])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["stepwise"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["stepwise"]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="train.py", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("make-data", help="write a synthetic data set (shapes or stick figures)")
+    data.add_argument("--kind", choices=["shapes", "figures"], required=True)
+    data.add_argument("--n", type=int, required=True)
+    data.add_argument("--size", type=int, default=64)
+    data.add_argument("--out", required=True)
+    data.add_argument("--seed", type=int, default=0)
+
+    ref = sub.add_parser("refiner", help="train a refiner on a timestep range")
+    ref.add_argument("--data", required=True, help="folder of images (.txt captions beside them are read)")
+    ref.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
+    ref.add_argument("--arch", choices=["tiny", "small"], default="tiny")
+    ref.add_argument("--space", choices=["pixel", "latent"], default="pixel")
+    ref.add_argument("--vae", help="with --space latent: checkpoint or VAE file whose VAE makes the latents")
+    ref.add_argument("--latent-format", choices=["SD15", "SDXL"], default="SD15")
+    ref.add_argument("--parameterisation", choices=["eps", "v", "flow"], default="eps")
+    ref.add_argument("--t-range", type=int, nargs=2, default=[0, 500], metavar=("LO", "HI"),
+                     help="timesteps [LO, HI) of the 1000-level schedule to train on (HI exclusive)")
+    ref.add_argument("--steps", type=int, default=1000)
+    ref.add_argument("--batch", type=int, default=16)
+    ref.add_argument("--lr", type=float, default=2e-4)
+    ref.add_argument("--ema", type=float, default=0.999, help="EMA decay of the saved weights; 0 saves raw weights")
+    ref.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    ref.add_argument("--resolution", type=int, default=64)
+    ref.add_argument("--seed", type=int, default=0)
+    ref.add_argument("--resume", action="store_true", help="continue bit-exactly from the last checkpoint of --out")
+    ref.add_argument("--sample-every", type=int, default=0, help="write a sample grid every K steps (0: never)")
+    ref.add_argument("--save-every", type=int, default=0, help="checkpoint every K steps (0: at the end)")
+    ref.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    _import_pack()
+    try:
+        if args.command == "make-data":
+            from stepwise.models.world import make_data
+
+            n = make_data(args.kind, args.n, args.size, args.out, args.seed)
+            logging.getLogger("stepwise.train").info("wrote %d %s images to %s", n, args.kind, args.out)
+            return 0
+        from stepwise.models.trainer import RefinerOptions, train_refiner
+
+        opts = RefinerOptions(data=args.data, out=args.out, arch=args.arch, space=args.space, vae=args.vae,
+                              latent_format=args.latent_format, parameterisation=args.parameterisation,
+                              t_range=tuple(args.t_range), steps=args.steps, batch=args.batch, lr=args.lr,
+                              ema=args.ema, precision=args.precision, resolution=args.resolution, seed=args.seed,
+                              resume=args.resume, sample_every=args.sample_every, save_every=args.save_every,
+                              device=args.device)
+        meta = train_refiner(opts)
+        logging.getLogger("stepwise.train").info("wrote %s (final loss %s)", args.out, meta["training"]["final_loss"])
+        return 0
+    except ValueError as e:
+        parser.exit(2, f"train.py: error: {e}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
