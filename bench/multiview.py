@@ -39,7 +39,9 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     log.setLevel(logging.INFO)  # the host's INFO lines (one per model load) stay quiet
 
-    import conftest  # noqa: F401  (host on sys.path, CPU as --cpu, the pack importable as `stepwise`)
+    from harness import host
+
+    host.setup()  # the host on sys.path (CPU as --cpu without CUDA), the pack importable as `stepwise`
     import torch
 
     import comfy.sample
@@ -52,7 +54,9 @@ def main(argv=None) -> int:
     from stepwise_zoo.tiny import register
 
     register()
-    zoo = conftest._ensure_zoo(full=False)
+    zoo = paths.zoo_dir()
+    if not all(os.path.isfile(os.path.join(zoo, f)) for f in (paths.TINY_SD15, paths.TINY_SDXL)):
+        raise SystemExit(f"the tiny zoo is missing in {zoo}: run `make zoo-tiny`")
     side = args.latent
 
     def run(model, pos, neg, batch):

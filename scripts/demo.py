@@ -21,18 +21,19 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from harness import paths, workflow  # noqa: E402
-from harness.server import stepwise_server  # noqa: E402
+from harness import host, paths, workflow  # noqa: E402
+from harness.server import example_assets, stepwise_server  # noqa: E402
 
 log = logging.getLogger("demo")
 
 
 def main(argv=None) -> int:
+    host.setup()
     parser = argparse.ArgumentParser(description="Run the example workflows through a real ComfyUI server.")
     parser.add_argument("--out", default=os.path.join(paths.REPO, "demo-output"))
     parser.add_argument("--only", nargs="*", help="workflow names to run (default: all)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="demo: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="demo: %(message)s", force=True)
 
     zoo = paths.zoo_dir()
     tiny = list(paths.TINY)
@@ -51,7 +52,7 @@ def main(argv=None) -> int:
     report = {"host": paths.host_dir(), "workflows": []}
     with tempfile.TemporaryDirectory(prefix="stepwise-demo-") as base:
         start = time.perf_counter()
-        server = stepwise_server(base, {f: os.path.join(zoo, f) for f in tiny})
+        server = stepwise_server(base, {f: os.path.join(zoo, f) for f in tiny}, **example_assets(zoo))
         with server:
             report["server_start_s"] = round(time.perf_counter() - start, 2)
             log.info("ComfyUI is up at %s (%.1fs)", server.url, report["server_start_s"])

@@ -14,14 +14,15 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from harness import paths, workflow  # noqa: E402
-from harness.server import stepwise_server  # noqa: E402
+from harness import host, paths, workflow  # noqa: E402
+from harness.server import example_assets, stepwise_server  # noqa: E402
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="workflows: %(message)s")
+    host.setup()
+    logging.basicConfig(level=logging.INFO, format="workflows: %(message)s", force=True)
     with tempfile.TemporaryDirectory(prefix="stepwise-wf-") as base:
-        with stepwise_server(base, {}) as srv:
+        with stepwise_server(base, {}, **example_assets(paths.zoo_dir())) as srv:
             info = srv.object_info()
     for api_path in sorted(glob.glob(os.path.join(paths.WORKFLOWS_API, "*.api.json"))):
         name = os.path.basename(api_path)[: -len(".api.json")]

@@ -6,7 +6,6 @@ tests import the host's modules, and server tests talk HTTP to ``main.py --cpu``
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -14,21 +13,15 @@ import sys
 import pytest
 import torch
 
-from harness import paths
-from harness.server import stepwise_server
+from harness import host, paths
+from harness.server import example_assets, stepwise_server
 
-HOST = paths.host_dir()
-if not os.path.isfile(os.path.join(HOST, "comfy", "sd.py")):
-    pytest.exit(f"no ComfyUI host at {HOST}: run `make host` (or set COMFYUI_PATH)", returncode=4)
-for p in (HOST, os.path.dirname(paths.ZOO_NODE)):
-    if p not in sys.path:
-        sys.path.insert(0, p)
-
-import comfy.cli_args  # noqa: E402  (host on sys.path first)
+try:
+    host.setup()
+except RuntimeError as e:
+    pytest.exit(str(e), returncode=4)
 
 HAS_CUDA = torch.cuda.is_available()
-if not HAS_CUDA:
-    comfy.cli_args.args.cpu = True  # the in-process host runs as `main.py --cpu` does
 
 
 def pytest_collection_modifyitems(config, items):
@@ -36,21 +29,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not HAS_CUDA:
             item.add_marker(skip_gpu)
-
-
-def _load_pack():
-    """Import the repository as the package ``stepwise`` (as the host does, by path, with relative imports)."""
-    if "stepwise" in sys.modules:
-        return sys.modules["stepwise"]
-    spec = importlib.util.spec_from_file_location("stepwise", os.path.join(paths.REPO, "__init__.py"),
-                                                  submodule_search_locations=[paths.REPO])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["stepwise"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_load_pack()
 
 
 def _ensure_zoo(full: bool) -> str:
@@ -95,7 +73,7 @@ def server(tmp_path_factory, zoo):
     """
     zoo_files = [*paths.TINY, paths.FULL_SD15]
     checkpoints = {f: os.path.join(zoo, f) for f in zoo_files if os.path.isfile(os.path.join(zoo, f))}
-    srv = stepwise_server(str(tmp_path_factory.mktemp("comfy-base")), checkpoints)
+    srv = stepwise_server(str(tmp_path_factory.mktemp("comfy-base")), checkpoints, **example_assets(zoo))
     srv.start()
     yield srv
     srv.stop()

@@ -1,4 +1,4 @@
-"""Refiner checkpoints for tests, written in the pack's format without training."""
+"""Refiner checkpoints for tests and the demo: copies of a base, untrained networks, and a small trained one."""
 
 from __future__ import annotations
 
@@ -41,3 +41,51 @@ def from_scratch(path: str, arch: str = "tiny", channels: int = 3, latent: str =
     }
     checkpoint.save(path, model.diffusion_model.state_dict(), meta)
     return meta
+
+
+DEMO_REFINER = "stepwise-demo-refiner-pixel.safetensors"
+EXAMPLE_INPUT = "stepwise_example_corrupted.png"
+
+
+def demo_refiner(directory: str) -> str:
+    """A small pixel-space refiner trained on [0, 500) of the shapes world through train.py (cached)."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from . import paths
+
+    out = os.path.join(directory, DEMO_REFINER)
+    if os.path.isfile(out):
+        try:
+            checkpoint.read_metadata(out)
+            return out
+        except checkpoint.CheckpointError:
+            os.remove(out)
+    train = os.path.join(paths.REPO, "train.py")
+    with tempfile.TemporaryDirectory(prefix="stepwise-demo-data-") as data:
+        subprocess.run([sys.executable, train, "make-data", "--kind", "shapes", "--n", "128", "--size", "32",
+                        "--out", data, "--seed", "11"], check=True, capture_output=True)
+        subprocess.run([sys.executable, train, "refiner", "--data", data, "--out", out, "--arch", "tiny",
+                        "--space", "pixel", "--t-range", "0", "500", "--steps", "200", "--batch", "8",
+                        "--lr", "1e-3", "--ema", "0.99", "--resolution", "32", "--seed", "11"],
+                       check=True, capture_output=True)
+    os.remove(out + ".train-state")
+    return out
+
+
+def example_input(directory: str, size: int = 64) -> str:
+    """A shapes image with a synthetic artifact (from the world's generator), saved as a PNG for LoadImage."""
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    from stepwise.models.world import corrupt, shape_image
+
+    image, _ = shape_image(size, 21, 0)
+    corrupted, _, _ = corrupt(image, np.random.default_rng(4), "blotch", region=0.4)
+    path = os.path.join(directory, EXAMPLE_INPUT)
+    Image.fromarray(corrupted).save(path)
+    return path

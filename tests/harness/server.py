@@ -55,12 +55,15 @@ def _link(src: str, dst: str) -> None:
 class ComfyServer:
     def __init__(self, base_dir: str, custom_nodes: dict[str, str], checkpoints: dict[str, str],
                  host: str | None = None, python: str | None = None, port: int | None = None,
-                 extra_args: tuple[str, ...] = ()):
+                 extra_args: tuple[str, ...] = (), stepwise_models: dict[str, str] | None = None,
+                 inputs: dict[str, str] | None = None):
         self.host = host or paths.host_dir()
         self.python = python or paths.host_python()
         self.base_dir = os.path.abspath(base_dir)
         self.custom_nodes = custom_nodes
         self.checkpoints = checkpoints
+        self.stepwise_models = dict(stepwise_models or {})
+        self.inputs = dict(inputs or {})
         self.port = port or free_port()
         self.extra_args = tuple(extra_args)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -78,6 +81,10 @@ class ComfyServer:
             _link(src, os.path.join(self.base_dir, "custom_nodes", name))
         for name, src in self.checkpoints.items():
             _link(src, os.path.join(self.base_dir, "models", "checkpoints", name))
+        for name, src in self.stepwise_models.items():
+            _link(src, os.path.join(self.base_dir, "models", "stepwise", name))
+        for name, src in self.inputs.items():
+            _link(src, os.path.join(self.base_dir, "input", name))
         cmd = [self.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                "--base-directory", self.base_dir, "--database-url", f"sqlite:///{self.base_dir}/comfyui.db",
                "--disable-auto-launch", *self.extra_args]
@@ -201,3 +208,13 @@ class ComfyServer:
 def stepwise_server(base_dir: str, checkpoints: dict[str, str], **kwargs) -> ComfyServer:
     """A server with the pack and the zoo fixture node installed beside it."""
     return ComfyServer(base_dir, {"stepwise": paths.REPO, "stepwise_zoo": paths.ZOO_NODE}, checkpoints, **kwargs)
+
+
+def example_assets(zoo: str) -> dict:
+    """What the example workflows need besides the zoo checkpoints: the demo refiner and the example input."""
+    from . import refiners
+
+    os.makedirs(zoo, exist_ok=True)
+    refiner = refiners.demo_refiner(zoo)
+    image = refiners.example_input(zoo)
+    return {"stepwise_models": {os.path.basename(refiner): refiner}, "inputs": {os.path.basename(image): image}}
