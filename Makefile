@@ -8,7 +8,7 @@ VENV := $(or $(STEPWISE_VENV),$(CURDIR)/.venv)
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help host zoo zoo-tiny test test-fast test-gpu demo workflows bench clean
+.PHONY: help host zoo zoo-tiny test test-fast test-gpu demo workflows bench eval clean
 
 help:
 	@echo "make host       put the pinned ComfyUI in place, build its venv, link the pack"
@@ -17,6 +17,7 @@ help:
 	@echo "make demo       run the example workflows on the tiny zoo through a real server -> demo-output/"
 	@echo "make zoo        build the model zoo (tiny + full-size SD1.5 architecture) into ~/.cache/stepwise/zoo"
 	@echo "make bench      benchmarks (bench/results/*.json); not part of make test"
+	@echo "make eval       quality experiments (eval/results/*.json); not part of make test"
 	@echo "make workflows  regenerate example_workflows/ (UI format) from tests/workflows/ (API format)"
 
 host:
@@ -48,3 +49,6 @@ clean:
 
 bench: zoo-tiny
 	$(PY) bench/multiview.py
+
+eval: zoo-tiny
+	$(PY) eval/refiner_quality.py

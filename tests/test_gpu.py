@@ -90,3 +90,26 @@ def test_hybrid_equal_prompts_on_cuda(cuda_model):
     plain = _sample(model, a, neg, latent, noise)
     tol = 3e-2 if dtype == torch.float16 else 8e-2
     torch.testing.assert_close(_sample(m, pos, neg, latent, noise), plain, rtol=tol, atol=tol * float(plain.abs().max()))
+
+
+def test_late_step_refine_with_mask_and_refiner_on_cuda(cuda_model, tmp_path):
+    from harness import refiners
+    from harness.inprocess import recording_sigmas
+    from stepwise.models import checkpoint, diffusion
+    from stepwise.nodes.refine import LateStepRefine
+
+    model, clip, _, dtype = cuda_model
+    pos, neg = encode(clip, "a red circle"), encode(clip, "")
+    path = str(tmp_path / "late.safetensors")
+    refiners.copy_of_base(model, path, (0, 500))
+    late, late_sigmas = recording_sigmas(diffusion.model_patcher(*checkpoint.load(path), "late"))
+    latent = {"samples": noise_for((1, 4, 16, 16), 4)}
+    mask = torch.zeros(16, 16)
+    mask[:, 8:] = 1
+    out = LateStepRefine.execute(model=model, refiner=late, positive=pos, negative=neg, latent=latent, seed=1, steps=6,
+                                 cfg=4.0, sampler_name="dpmpp_2m", scheduler="karras", start_t=700, split_t=250,
+                                 shape_model="refiner", detail_model="refiner", mask=mask).result[0]["samples"]
+    assert torch.isfinite(out).all()
+    assert torch.equal(out[..., :8], latent["samples"][..., :8])
+    top = float(model.get_model_object("model_sampling").sigmas[499])
+    assert late_sigmas and max(late_sigmas) <= top * 1.001
