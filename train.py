@@ -1,7 +1,8 @@
 """Stepwise's trainer and synthetic-data maker. Run it with the Python of ComfyUI's environment:
 
     python train.py make-data --kind shapes|figures --n N --size S --out DIR [--seed S]
-    python train.py refiner --data DIR --out FILE --arch tiny|small --space pixel|latent [--vae FILE]
+    python train.py refiner --data DIR --out FILE [--base CHECKPOINT [--lora-rank R] | --arch tiny|small
+                            --space pixel|latent [--vae FILE]]
                             --t-range 0 500 --steps N --batch B --lr LR --ema D --precision fp32|bf16|fp16
                             --resolution R --seed S [--resume] [--sample-every K] [--save-every K]
 
@@ -65,6 +66,12 @@ def main(argv=None) -> int:
     ref = sub.add_parser("refiner", help="train a refiner on a timestep range")
     ref.add_argument("--data", required=True, help="folder of images (.txt captions beside them are read)")
     ref.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
+    ref.add_argument("--base", help="fine-tune the UNet of this host-loadable checkpoint (SD1.x/SD2.x/SDXL); its VAE "
+                                    "makes the latents and its text encoder reads the .txt captions")
+    ref.add_argument("--lora-rank", type=int, default=0, help="with --base: train LoRA layers of this rank and write "
+                                                              "a LoRA the host's LoRA loaders read")
+    ref.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default: the rank)")
+    ref.add_argument("--cond-dropout", type=float, default=0.1, help="with --base: share of empty captions (for CFG)")
     ref.add_argument("--arch", choices=["tiny", "small"], default="tiny")
     ref.add_argument("--space", choices=["pixel", "latent"], default="pixel")
     ref.add_argument("--vae", help="with --space latent: checkpoint or VAE file whose VAE makes the latents")
@@ -101,7 +108,8 @@ def main(argv=None) -> int:
                               t_range=tuple(args.t_range), steps=args.steps, batch=args.batch, lr=args.lr,
                               ema=args.ema, precision=args.precision, resolution=args.resolution, seed=args.seed,
                               resume=args.resume, sample_every=args.sample_every, save_every=args.save_every,
-                              device=args.device)
+                              device=args.device, base=args.base, lora_rank=args.lora_rank,
+                              lora_alpha=args.lora_alpha, cond_dropout=args.cond_dropout)
         meta = train_refiner(opts)
         logging.getLogger("stepwise.train").info("wrote %s (final loss %s)", args.out, meta["training"]["final_loss"])
         return 0

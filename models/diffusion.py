@@ -115,6 +115,10 @@ def model_patcher(tensors: dict, meta: dict, name: str = "checkpoint"):
     from .checkpoint import CheckpointError
 
     network = meta["network"]
+    if network.get("class") == "lora":
+        base = (meta.get("base") or {}).get("name", "its base checkpoint")
+        raise CheckpointError(f"{name}: a LoRA for {base}; put it in models/loras and apply it to that checkpoint "
+                              "with the host's LoraLoaderModelOnly (the timestep-range guard needs a full refiner)")
     if network.get("class") != "comfy_unet" or not isinstance(network.get("unet_config"), dict):
         raise CheckpointError(f"{name}: network {network.get('class')!r} is not a UNet this loader builds")
     unet = dict(network["unet_config"])

@@ -50,6 +50,10 @@ class RefinerOptions:
     sample_every: int = 0
     save_every: int = 0
     device: str = "auto"
+    base: str | None = None  # fine-tune this host checkpoint's UNet (SD1.x/SD2.x/SDXL) instead of from scratch
+    lora_rank: int = 0  # with base: train LoRA layers of this rank and write a host LoRA file
+    lora_alpha: float | None = None
+    cond_dropout: float = 0.1  # with base: share of empty captions (the unconditional input for CFG)
     extra: dict = field(default_factory=dict)
 
 
@@ -154,7 +158,8 @@ def _load_state(path: str, model, ema, opt, generator):
     return meta["step"], tensors["losses"].tolist()
 
 
-def sample_grid(model, x0: torch.Tensor, t_hi: int, seed: int, decode, path: str, steps: int = 10) -> None:
+def sample_grid(model, x0: torch.Tensor, t_hi: int, seed: int, decode, path: str, steps: int = 10,
+                conditioning=None) -> None:
     """Refine ``x0`` noised to the top of the trained range with the host's sampler; save rows of
     clean | noised | refined as a PNG grid."""
     import comfy.model_patcher
@@ -172,7 +177,7 @@ def sample_grid(model, x0: torch.Tensor, t_hi: int, seed: int, decode, path: str
 
     sigmas = split_sigmas_at(full, sigma)[1]
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
-    cond = [[torch.zeros(1, 1, 8), {}]]
+    cond = conditioning or [[torch.zeros(1, 1, 8), {}]]
     outer = model.process_latent_out(x0.cpu())
     with torch.no_grad():
         refined = comfy.sample.sample_custom(patcher, noise, 1.0, comfy.samplers.sampler_object("euler"), sigmas,
@@ -185,8 +190,107 @@ def sample_grid(model, x0: torch.Tensor, t_hi: int, seed: int, decode, path: str
     Image.fromarray(arr).save(path)
 
 
+def _parameterisation_of(model) -> str:
+    import comfy.model_sampling as msm
+
+    sampling = model.model_sampling
+    if isinstance(sampling, msm.CONST):
+        return "flow"
+    if isinstance(sampling, msm.V_PREDICTION):
+        return "v"
+    return "eps"
+
+
+def _scratch_setup(opts: RefinerOptions, images: torch.Tensor, device) -> dict:
+    latent = "pixel" if opts.space == "pixel" else opts.latent_format
+    fmt = diffusion.latent_format(latent)()
+    if opts.space == "latent":
+        vae = _VAE(opts.vae, fmt)
+        with torch.no_grad():
+            x0 = torch.cat([vae.encode(images[i:i + 32]) for i in range(0, len(images), 32)])
+        decode = vae.decode
+    else:
+        x0, decode = images, (lambda x: x)
+    channels = x0.shape[1]
+    unet = diffusion.unet_config(opts.arch, channels)
+    model = diffusion.new_model(unet, opts.parameterisation, latent, device=device)
+    seeded_init_(model.diffusion_model, opts.seed)
+    return {
+        "model": model, "x0": x0.to(device), "decode": decode, "lora": None, "batch_conds": None,
+        "sample_conditioning": None, "conditioning": "none", "base": None,
+        "parameterisation": opts.parameterisation,
+        "network": {"class": "comfy_unet", "unet_config": unet, "arch": opts.arch, "model_class": "BaseModel"},
+        "latent_space": {"kind": "pixel", "channels": channels} if opts.space == "pixel"
+        else {"kind": "vae", "latent_format": latent, "channels": channels, "vae": os.path.basename(opts.vae)},
+    }
+
+
+def _base_setup(opts: RefinerOptions, images: torch.Tensor, captions: list[str], device) -> dict:
+    """Fine-tune a host checkpoint: its VAE makes the latents, its text encoder the captions' conditioning."""
+    import comfy.conds
+    import comfy.sd
+
+    if not os.path.isfile(opts.base):
+        raise ValueError(f"--base {opts.base!r} is not a file; give a checkpoint the host can load")
+    patcher, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(opts.base, model_options={"dtype": torch.float32})
+    if clip is None or vae is None:
+        raise ValueError(f"--base {opts.base!r} has no text encoder or VAE; use a full checkpoint")
+    model = patcher.model
+    model.diffusion_model.to(device)
+    fmt = model.latent_format
+    with torch.no_grad():
+        pixels = ((images + 1) / 2).permute(0, 2, 3, 1)
+        x0 = torch.cat([fmt.process_in(vae.encode(pixels[i:i + 16]).float()) for i in range(0, len(pixels), 16)])
+    h, w = images.shape[-2:]
+
+    def encode(text: str) -> dict:
+        cond, pooled = clip.encode_from_tokens(clip.tokenize(text), return_pooled=True)
+        extra = model.extra_conds(cross_attn=cond, pooled_output=pooled, width=w, height=h, device=device)
+        return {k: v.cond.float() for k, v in extra.items()}
+
+    with torch.no_grad():
+        per_image = [encode(c) for c in captions]
+        empty = encode("")
+
+    def batch_conds(idx: torch.Tensor, generator: torch.Generator) -> dict:
+        drop = torch.rand(len(idx), generator=generator) < opts.cond_dropout
+        rows = [empty if d else per_image[i] for i, d in zip(idx.tolist(), drop.tolist())]
+        out = {}
+        for k in rows[0]:
+            tensors = [r[k] for r in rows]
+            if k == "c_crossattn" and len({t.shape[1] for t in tensors}) > 1:
+                tensors = [comfy.conds.CONDCrossAttn(t) for t in tensors]
+                out[k] = tensors[0].concat(tensors[1:]).to(device)
+            else:
+                out[k] = torch.cat(tensors).to(device)
+        return out
+
+    wrapped = None
+    if opts.lora_rank:
+        from . import lora
+
+        wrapped = lora.inject(model.diffusion_model, opts.lora_rank, opts.lora_alpha, opts.seed)
+    else:
+        for p in model.diffusion_model.parameters():
+            p.requires_grad_(True)
+    cond, pooled = clip.encode_from_tokens(clip.tokenize(""), return_pooled=True)
+    return {
+        "model": model, "x0": x0.to(device), "lora": wrapped, "batch_conds": batch_conds,
+        "decode": lambda x: vae.decode(fmt.process_out(x)).permute(0, 3, 1, 2) * 2 - 1,
+        "sample_conditioning": [[cond, {"pooled_output": pooled}]], "conditioning": "text",
+        "base": {"name": os.path.basename(opts.base), "sha256": checkpoint.sha256(opts.base)},
+        "parameterisation": _parameterisation_of(model),
+        "network": {"class": "lora" if wrapped else "comfy_unet", "model_class": type(model).__name__,
+                    "unet_config": diffusion.json_safe(model.model_config.unet_config),
+                    **({"lora_rank": opts.lora_rank} if wrapped else {})},
+        "latent_space": {"kind": "vae", "latent_format": type(fmt).__name__, "channels": x0.shape[1],
+                         "vae": os.path.basename(opts.base)},
+    }
+
+
 def train_refiner(opts: RefinerOptions) -> dict:
-    """Train a refiner from scratch on ``opts.data``; returns the checkpoint metadata written to ``opts.out``."""
+    """Train a refiner on ``opts.data`` (from scratch, or fine-tuning ``opts.base``, optionally as a LoRA); returns
+    the metadata written to ``opts.out`` (plus the loss of every step under ``losses``)."""
     from tqdm import tqdm
 
     lo, hi = opts.t_range
@@ -196,33 +300,21 @@ def train_refiner(opts: RefinerOptions) -> dict:
         raise ValueError(f"--precision {opts.precision!r} is not one of fp32, bf16, fp16")
     if opts.space not in ("pixel", "latent"):
         raise ValueError(f"--space {opts.space!r} is not one of pixel, latent")
-    if opts.space == "latent" and not opts.vae:
+    if not opts.base and opts.space == "latent" and not opts.vae:
         raise ValueError("--space latent needs --vae (a checkpoint or VAE file whose VAE defines the latents)")
+    if opts.lora_rank and not opts.base:
+        raise ValueError("--lora-rank needs --base: a LoRA adapts an existing checkpoint's UNet")
     if opts.steps < 1 or opts.batch < 1:
         raise ValueError(f"--steps and --batch must be >= 1, got {opts.steps} and {opts.batch}")
     device = _device(opts.device)
     torch.manual_seed(opts.seed)
     images, captions, skipped = load_images(opts.data, opts.resolution)
-    latent = "pixel" if opts.space == "pixel" else opts.latent_format
-    fmt = diffusion.latent_format(latent)()
-    if opts.space == "latent":
-        vae = _VAE(opts.vae, fmt)
-        with torch.no_grad():
-            x0_all = torch.cat([vae.encode(images[i:i + 32]) for i in range(0, len(images), 32)])
-        decode = vae.decode
-    else:
-        x0_all = images
-        decode = lambda x: x  # noqa: E731
-    x0_all = x0_all.to(device)
-    channels = x0_all.shape[1]
-
-    unet = diffusion.unet_config(opts.arch, channels)
-    model = diffusion.new_model(unet, opts.parameterisation, latent, device=device)
-    seeded_init_(model.diffusion_model, opts.seed)
-    model.diffusion_model.train()
+    setup = _base_setup(opts, images, captions, device) if opts.base else _scratch_setup(opts, images, device)
+    model, x0_all, decode = setup["model"], setup["x0"], setup["decode"]
     ms = model.model_sampling
     table = ms.sigmas.detach().to(device)
-    params = [p for p in model.diffusion_model.parameters()]
+    model.diffusion_model.train()
+    params = [p for p in model.diffusion_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=opts.lr, weight_decay=0.0)
     ema = [p.detach().clone() for p in params] if opts.ema > 0 else None
     generator = torch.Generator(device="cpu").manual_seed(opts.seed)
@@ -240,24 +332,33 @@ def train_refiner(opts: RefinerOptions) -> dict:
     def meta_for(at_step: int) -> dict:
         recent = losses[-max(1, len(losses) // 10):] if losses else []
         return {
-            "kind": "refiner",
-            "network": {"class": "comfy_unet", "unet_config": unet, "arch": opts.arch, "model_class": "BaseModel"},
-            "parameterisation": opts.parameterisation,
-            "latent_space": {"kind": "pixel", "channels": channels} if opts.space == "pixel"
-            else {"kind": "vae", "latent_format": latent, "channels": channels, "vae": os.path.basename(opts.vae)},
-            "timestep_range": [lo, hi], "conditioning": "none", "base": None, "resolution": opts.resolution,
+            "kind": "refiner", "network": setup["network"], "parameterisation": setup["parameterisation"],
+            "latent_space": setup["latent_space"], "timestep_range": [lo, hi], "conditioning": setup["conditioning"],
+            "base": setup["base"], "resolution": opts.resolution,
             "training": {"steps": at_step, "batch": opts.batch, "lr": opts.lr, "ema": opts.ema,
                          "precision": opts.precision, "seed": opts.seed, "images": len(images),
                          "skipped_images": skipped, "final_loss": float(np.mean(recent)) if recent else None,
-                         "data": os.path.abspath(opts.data)},
+                         "lora_rank": opts.lora_rank, "data": os.path.abspath(opts.data)},
         }
 
     def write(at_step: int):
-        weights = model.diffusion_model.state_dict()
-        if ema is not None:
-            names = [n for n, _ in model.diffusion_model.named_parameters()]
-            weights = {**weights, **dict(zip(names, ema))}
-        checkpoint.save(opts.out, weights, meta_for(at_step))
+        names = [n for n, p in model.diffusion_model.named_parameters() if p.requires_grad]
+        trained = dict(zip(names, ema)) if ema is not None else {}
+        if setup["lora"] is not None:
+            from . import lora as lora_mod
+
+            backup = {n: p.detach().clone() for n, p in model.diffusion_model.named_parameters() if n in trained}
+            with torch.no_grad():  # write the EMA weights of the LoRA layers
+                for n, p in model.diffusion_model.named_parameters():
+                    if n in trained:
+                        p.copy_(trained[n])
+            checkpoint.save(opts.out, lora_mod.host_state_dict(setup["lora"]), meta_for(at_step))
+            with torch.no_grad():
+                for n, p in model.diffusion_model.named_parameters():
+                    if n in backup:
+                        p.copy_(backup[n])
+        else:
+            checkpoint.save(opts.out, {**model.diffusion_model.state_dict(), **trained}, meta_for(at_step))
         _save_state(state_path, model, ema, opt, generator, at_step, losses, opts)
 
     save_every = opts.save_every or opts.steps
@@ -271,8 +372,9 @@ def train_refiner(opts: RefinerOptions) -> dict:
         sigma = table[t.to(device)]
         s = sigma.view(-1, *([1] * (x0.ndim - 1)))
         x_t = ms.noise_scaling(s, noise, x0)
+        conds = setup["batch_conds"](idx, generator) if setup["batch_conds"] else {"c_crossattn": None}
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            denoised = model.apply_model(x_t, sigma, c_crossattn=None)
+            denoised = model.apply_model(x_t, sigma, **conds)
         c_out = ms.calculate_denoised(s, torch.ones_like(x0[:1]), torch.zeros_like(x0[:1]))
         loss = (((denoised.float() - x0) / c_out) ** 2).mean()
         opt.zero_grad(set_to_none=True)
@@ -290,7 +392,8 @@ def train_refiner(opts: RefinerOptions) -> dict:
         bar.set_postfix(loss=f"{losses[-1]:.4f}", img_s=f"{seen / max(1e-9, time.perf_counter() - t_start):.1f}")
         if opts.sample_every and step % opts.sample_every == 0:
             model.diffusion_model.eval()
-            sample_grid(model, x0_all[:4], hi, opts.seed, decode, f"{opts.out}.samples/step_{step:06d}.png")
+            sample_grid(model, x0_all[:4], hi, opts.seed, decode, f"{opts.out}.samples/step_{step:06d}.png",
+                        conditioning=setup["sample_conditioning"])
             model.diffusion_model.train()
         if step % save_every == 0 or step == opts.steps:
             write(step)

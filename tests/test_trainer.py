@@ -95,3 +95,57 @@ def test_command_line(tmp_path):
     assert (tmp_path / "r.safetensors.samples" / "step_000004.png").is_file()
     out = run("refiner", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "x.safetensors"))
     assert out.returncode == 2 and "is not a folder" in out.stderr
+
+
+def test_fine_tuned_base_loads_through_the_pack_and_the_hosts_unet_loader(shapes, tmp_path, zoo, tiny_models):
+    import comfy.sd
+
+    from stepwise.models import diffusion
+
+    out = str(tmp_path / "ft.safetensors")
+    meta = train_refiner(_opts(shapes, out, steps=4, batch=2, resolution=64, base=os.path.join(zoo, paths.TINY_SD15)))
+    assert meta["conditioning"] == "text" and meta["base"]["name"] == paths.TINY_SD15 and len(meta["base"]["sha256"]) == 64
+    ours = diffusion.model_patcher(*checkpoint.load(out), "ft")
+    host = comfy.sd.load_diffusion_model(out)  # the host's own UNet loader reads the same file
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    ctx = torch.randn(1, 77, 64, generator=torch.Generator().manual_seed(1))
+    a = ours.model.apply_model(x, torch.tensor([2.0]), c_crossattn=ctx)
+    b = host.model.apply_model(x, torch.tensor([2.0]), c_crossattn=ctx)
+    torch.testing.assert_close(a, b)
+    base = tiny_models[paths.TINY_SD15][0].model.apply_model(x, torch.tensor([2.0]), c_crossattn=ctx)
+    assert (a - base).abs().max() > 0  # it did train
+
+
+def test_lora_mode_writes_a_lora_the_hosts_loader_applies(shapes, tmp_path, zoo, tiny_models):
+    import comfy.lora
+    import comfy.sd
+    import comfy.utils
+
+    from stepwise.models import diffusion
+
+    out = str(tmp_path / "lora.safetensors")
+    meta = train_refiner(_opts(shapes, out, steps=4, batch=2, resolution=64, lr=1e-2, lora_rank=4,
+                               base=os.path.join(zoo, paths.TINY_SD15)))
+    assert meta["network"]["class"] == "lora" and meta["training"]["lora_rank"] == 4
+    lora_sd = comfy.utils.load_torch_file(out)
+    base = tiny_models[paths.TINY_SD15][0]
+    patches = comfy.lora.load_lora(lora_sd, comfy.lora.model_lora_keys_unet(base.model))
+    assert len(patches) == sum(k.endswith(".lora_up.weight") for k in lora_sd) > 0  # every layer maps
+    patched, _ = comfy.sd.load_lora_for_models(base, None, lora_sd, 1.0, 0)
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    ctx = torch.randn(1, 77, 64, generator=torch.Generator().manual_seed(1))
+
+    def predict(m):
+        import comfy.model_management
+
+        comfy.model_management.load_models_gpu([m])
+        return m.model.apply_model(x, torch.tensor([2.0]), c_crossattn=ctx)
+
+    assert (predict(patched) - predict(base)).abs().max() > 0
+    with pytest.raises(checkpoint.CheckpointError, match="a LoRA for stepwise-tiny-sd15"):
+        diffusion.model_patcher(*checkpoint.load(out), "lora")
+
+
+def test_lora_without_base_is_refused(shapes, tmp_path):
+    with pytest.raises(ValueError, match="--lora-rank needs --base"):
+        train_refiner(_opts(shapes, str(tmp_path / "x.safetensors"), lora_rank=4))
