@@ -68,6 +68,37 @@ def _continuation_noise(model, sigma: float, previous: torch.Tensor, original: t
     return (target - offset) / scale
 
 
+def plan_runs(schedule: torch.Tensor, table: torch.Tensor, split: float | None, candidates: dict,
+              shape_model: str, detail_model: str) -> list[tuple[str, torch.Tensor]]:
+    """Consecutive sampler runs ``(model name, σ schedule)`` covering ``schedule``.
+
+    Steps above ``split`` belong to the shape stage, the rest to the detail stage; each step goes to its stage's
+    model when that model was trained on its σ, else to the other one; the schedule is cut only where the model
+    changes, so one model means one run whatever the stage boundary.
+    """
+    ranges = {k: timestep_range_sigmas(sigma_table(m), *_model_range(m)) for k, m in candidates.items() if m is not None}
+    cuts = [split] if split else []
+    for low, high in ranges.values():
+        cuts += [high] + ([low] if low > 0 else [])
+    runs: list[tuple[str, torch.Tensor]] = []
+    for segment in segment_schedule(schedule, cuts):
+        stage = "shape" if split and float(segment[-1]) >= split * (1 - 1e-5) else "detail"
+        wanted = shape_model if stage == "shape" else detail_model
+        order = [wanted, "base" if wanted == "refiner" else "refiner"]
+        chosen = next((k for k in order if k in ranges and covers(ranges[k], segment)), None)
+        if chosen is None:
+            t_hi = timestep_at_sigma(table, float(segment[0]))
+            t_lo = timestep_at_sigma(table, float(segment[-1])) if float(segment[-1]) > 0 else 0
+            trained = ", ".join(f"{k} on [{_model_range(candidates[k])[0]}, {_model_range(candidates[k])[1]})"
+                                for k in ranges)
+            raise ValueError(f"no connected model was trained on timesteps {t_lo} to {t_hi} of this refinement "
+                             f"(trained: {trained}); connect a base model that covers them or lower start_t")
+        if not runs or runs[-1][0] != chosen:
+            runs.append((chosen, segment))
+    boundaries = [float(seg[0]) for _, seg in runs[1:]]
+    return list(zip([name for name, _ in runs], segment_schedule(schedule, boundaries)))
+
+
 class LateStepRefine(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -159,29 +190,7 @@ class LateStepRefine(io.ComfyNode):
             if channels is not None and channels != original.shape[1]:
                 raise ValueError(f"the {k} works on {channels}-channel latents but the latent has {original.shape[1]} "
                                  "channels; encode the image with the VAE that matches the model")
-        ranges = {k: timestep_range_sigmas(sigma_table(m), *_model_range(m))
-                  for k, m in candidates.items() if m is not None}
-        cuts = [split] if split else []
-        for k, (low, high) in ranges.items():
-            cuts += [high] + ([low] if low > 0 else [])
-        runs: list[tuple[str, torch.Tensor]] = []
-        for segment in segment_schedule(schedule, cuts):
-            stage = "shape" if split and float(segment[-1]) >= split * (1 - 1e-5) else "detail"
-            wanted = shape_model if stage == "shape" else detail_model
-            order = [wanted, "base" if wanted == "refiner" else "refiner"]
-            chosen = next((k for k in order if k in ranges and covers(ranges[k], segment)), None)
-            if chosen is None:
-                t_hi, t_lo = (timestep_at_sigma(table, float(segment[0])),
-                              timestep_at_sigma(table, float(segment[-1])) if float(segment[-1]) > 0 else 0)
-                trained = ", ".join(f"{k} on [{_model_range(candidates[k])[0]}, {_model_range(candidates[k])[1]})"
-                                    for k in ranges)
-                raise ValueError(f"no connected model was trained on timesteps {t_lo} to {t_hi} of this refinement "
-                                 f"(trained: {trained}); connect a base model that covers them or lower start_t")
-            if not runs or runs[-1][0] != chosen:
-                runs.append((chosen, segment))
-        # Cut the schedule only where the model changes: a stage boundary between runs of one model adds no step.
-        boundaries = [float(seg[0]) for _, seg in runs[1:]]
-        runs = list(zip([name for name, _ in runs], segment_schedule(schedule, boundaries)))
+        runs = plan_runs(schedule, table, split, candidates, shape_model, detail_model)
 
         total = sum(len(s) - 1 for _, s in runs)
         pbar = comfy.utils.ProgressBar(total)

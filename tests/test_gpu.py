@@ -113,3 +113,18 @@ def test_late_step_refine_with_mask_and_refiner_on_cuda(cuda_model, tmp_path):
     assert torch.equal(out[..., :8], latent["samples"][..., :8])
     top = float(model.get_model_object("model_sampling").sigmas[499])
     assert late_sigmas and max(late_sigmas) <= top * 1.001
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_trainer_on_cuda_in_half_precision(tmp_path, precision):
+    from stepwise.models.trainer import RefinerOptions, train_refiner
+    from stepwise.models.world import make_data
+
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bf16")
+    data = str(tmp_path / "data")
+    make_data("shapes", 16, 32, data, seed=0)
+    meta = train_refiner(RefinerOptions(data=data, out=str(tmp_path / "r.safetensors"), steps=40, batch=8, lr=1e-3,
+                                        resolution=32, precision=precision, device="cuda"))
+    losses = meta["losses"]
+    assert all(l == l for l in losses) and sum(losses[-4:]) < sum(losses[:4])
