@@ -149,3 +149,21 @@ def test_lora_mode_writes_a_lora_the_hosts_loader_applies(shapes, tmp_path, zoo,
 def test_lora_without_base_is_refused(shapes, tmp_path):
     with pytest.raises(ValueError, match="--lora-rank needs --base"):
         train_refiner(_opts(shapes, str(tmp_path / "x.safetensors"), lora_rank=4))
+
+
+def test_fine_tune_an_sdxl_shaped_base_with_pooled_and_size_conditioning(shapes, tmp_path, zoo, tiny_models):
+    from stepwise.models import diffusion
+
+    out = str(tmp_path / "xl.safetensors")
+    meta = train_refiner(_opts(shapes, out, steps=3, batch=2, resolution=64, base=os.path.join(zoo, paths.TINY_SDXL)))
+    assert meta["network"]["model_class"] == "SDXL" and meta["latent_space"]["latent_format"] == "SDXL"
+    model = diffusion.model_patcher(*checkpoint.load(out), "xl")
+    adm = meta["network"]["unet_config"]["adm_in_channels"]
+    y = torch.zeros(1, adm)
+    ctx = torch.zeros(1, 77, meta["network"]["unet_config"]["context_dim"])
+    assert torch.isfinite(model.model.apply_model(torch.randn(1, 4, 8, 8), torch.tensor([1.0]), c_crossattn=ctx, y=y)).all()
+
+
+def test_bf16_autocast_on_the_cpu(shapes, tmp_path):
+    meta = train_refiner(_opts(shapes, str(tmp_path / "bf16.safetensors"), steps=6, precision="bf16"))
+    assert all(v == v for v in meta["losses"]) and meta["training"]["precision"] == "bf16"
