@@ -32,17 +32,22 @@ def _host_path() -> str:
     sys.exit("train.py: ComfyUI not found; set COMFYUI_PATH to your ComfyUI folder (or run `make host`)")
 
 
-def _import_pack():
+def import_host_and_pack():
     """Import the host, then this folder as the package ``stepwise`` (its modules use relative imports)."""
     host = _host_path()
     if host not in sys.path:
         sys.path.insert(0, host)
     import torch
 
-    import comfy.cli_args
+    import comfy.options
 
-    if not torch.cuda.is_available():
-        comfy.cli_args.args.cpu = True
+    if "comfy.cli_args" not in sys.modules:  # the host parses its own options, as under main.py (--cpu without CUDA)
+        argv, sys.argv = sys.argv, [sys.argv[0]] + ([] if torch.cuda.is_available() else ["--cpu"])
+        try:
+            comfy.options.enable_args_parsing()
+            import comfy.cli_args  # noqa: F401
+        finally:
+            sys.argv = argv
     if "stepwise" not in sys.modules:
         spec = importlib.util.spec_from_file_location("stepwise", os.path.join(HERE, "__init__.py"),
                                                       submodule_search_locations=[HERE])
@@ -93,7 +98,7 @@ def main(argv=None) -> int:
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    _import_pack()
+    import_host_and_pack()
     try:
         if args.command == "make-data":
             from stepwise.models.world import make_data

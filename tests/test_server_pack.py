@@ -62,8 +62,10 @@ def test_importing_the_pack_touches_no_network_and_no_heavy_modules():
     script = textwrap.dedent(f"""
         import asyncio, importlib.util, socket, sys
         sys.path.insert(0, {paths.host_dir()!r})
-        import torch, comfy.cli_args
-        comfy.cli_args.args.cpu = not torch.cuda.is_available()  # as main.py --cpu on this machine
+        import torch, comfy.options
+        sys.argv = [sys.argv[0]] + ([] if torch.cuda.is_available() else ["--cpu"])  # as main.py --cpu here
+        comfy.options.enable_args_parsing()
+        import comfy.cli_args
         def refuse(*a, **k): raise RuntimeError("network access during import")
         socket.socket.connect = refuse
         socket.create_connection = refuse

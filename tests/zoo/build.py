@@ -49,28 +49,19 @@ FULL_SD_VAE = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channel
 
 
 def _import_host():
-    """Make the host and the repo importable; force the CPU when CUDA is absent (same as ``main.py --cpu``)."""
+    """The host and the pack, set up as train.py sets them up (host-parsed --cpu without CUDA)."""
     host = os.environ.get("COMFYUI_PATH") or os.path.expanduser("~/.cache/stepwise/ComfyUI")
     if not os.path.isfile(os.path.join(host, "comfy", "sd.py")):
         sys.exit(f"ComfyUI not found at {host}: run `make host` or set COMFYUI_PATH")
-    for path in (host, HERE, os.path.dirname(REPO)):
-        if path not in sys.path:
-            sys.path.insert(0, path)
-    import comfy.cli_args
-
-    if not torch.cuda.is_available():
-        comfy.cli_args.args.cpu = True
-
-
-def _load_pack_module(relative: str):
-    """Import one pack module by path (the pack is a package named after its folder)."""
+    os.environ["COMFYUI_PATH"] = host
+    if HERE not in sys.path:
+        sys.path.insert(0, HERE)
     import importlib.util
 
-    path = os.path.join(REPO, relative)
-    spec = importlib.util.spec_from_file_location(f"stepwise_build_{os.path.basename(relative)[:-3]}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    spec = importlib.util.spec_from_file_location("stepwise_train_cli", os.path.join(REPO, "train.py"))
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    cli.import_host_and_pack()
 
 
 def _current(path: str) -> bool:
@@ -102,7 +93,7 @@ def _taesd_vae(seed: int):
     import comfy.sd
     import comfy.taesd.taesd
 
-    seeded_init_ = _load_pack_module("models/init.py").seeded_init_
+    from stepwise.models.init import seeded_init_
     taesd = seeded_init_(comfy.taesd.taesd.TAESD(), seed)
     # A random decoder clips most pixels to 0 or 1; a quieter last layer centred on mid-grey keeps images
     # informative (pixel comparisons in tests lose nothing to clipping).
@@ -124,7 +115,7 @@ def build_tiny(kind: str, path: str, seed: int) -> None:
     import comfy.sd
     from stepwise_zoo.tiny import TINY_MODELS
 
-    seeded_init_ = _load_pack_module("models/init.py").seeded_init_
+    from stepwise.models.init import seeded_init_
     config_cls = TINY_MODELS[kind]
     config = config_cls(dict(config_cls.FULL_UNET_CONFIG))
     config.set_inference_dtype(torch.float32, None)
@@ -142,7 +133,7 @@ def build_full_sd15(path: str, seed: int) -> None:
     import comfy.sd
     import comfy.supported_models
 
-    seeded_init_ = _load_pack_module("models/init.py").seeded_init_
+    from stepwise.models.init import seeded_init_
     config = comfy.supported_models.SD15(dict(FULL_SD15_UNET))
     config.set_inference_dtype(torch.float32, None)
     model = config.get_model({}, "", device=torch.device("cpu"))
