@@ -1,0 +1,114 @@
+"""Token correspondences between a source and a target prompt, for Prompt-to-Prompt (Hertz et al. 2022).
+
+A correspondence is a matrix ``M`` (source tokens × target tokens): the edited target attention is
+``A_src @ M``, i.e. target token t attends where the source tokens mapped onto it attended. Tokens are the
+text encoder's positions (start token, words' sub-tokens, end and padding). Words are identified by per-position
+word ids (0 for start/end/padding, 1, 2, ... for the words in order), built by :func:`word_ids` from each word's
+token count (CLIP's BPE tokenizes whitespace-separated words independently, so tokenizing word by word gives the
+prompt's tokens).
+
+- :func:`replace_mapper` (word swap): prompts with the same number of words; unchanged words map one to one;
+  a swapped word whose token counts differ spreads each source token's attention evenly over the target word's
+  tokens, so a word's total attention is kept.
+- :func:`refine_alignment` (added or changed words): a global alignment of the token ids; aligned target tokens
+  take their source token's attention, new tokens keep their own.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def word_ids(token_counts: list[int], length: int = 77, start_token: bool = True) -> list[int]:
+    """Per-position word ids of a prompt whose words have ``token_counts`` tokens, padded to ``length``."""
+    ids = [0] if start_token else []
+    for w, count in enumerate(token_counts, start=1):
+        if count < 1:
+            raise ValueError(f"word {w} has no tokens")
+        ids += [w] * count
+    if len(ids) + 1 > length:  # the end token must fit too
+        raise ValueError(f"the prompt needs {len(ids) + 1} tokens but a chunk holds {length}; shorten the prompt")
+    return ids + [0] * (length - len(ids))
+
+
+def _word_spans(word_ids: list[int]) -> dict[int, list[int]]:
+    spans: dict[int, list[int]] = {}
+    for pos, w in enumerate(word_ids):
+        if w > 0:
+            spans.setdefault(w, []).append(pos)
+    return spans
+
+
+def replace_mapper(src_word_ids: list[int], tgt_word_ids: list[int], src_words: list[str] | None = None,
+                   tgt_words: list[str] | None = None) -> torch.Tensor:
+    """Source→target token map (n×n) for a word-swap edit; both sequences have the same length n.
+
+    ``src_words``/``tgt_words`` (the prompts' words) only improve the error message.
+    """
+    if len(src_word_ids) != len(tgt_word_ids):
+        raise ValueError(f"token sequences differ in length ({len(src_word_ids)} vs {len(tgt_word_ids)}); pad both "
+                         "to the same length")
+    src, tgt = _word_spans(src_word_ids), _word_spans(tgt_word_ids)
+    if len(src) != len(tgt):
+        names = ""
+        if src_words is not None and tgt_words is not None:
+            names = f" ({' '.join(src_words)!r} vs {' '.join(tgt_words)!r})"
+        raise ValueError(f"replace needs prompts with the same number of words, got {len(src)} source and {len(tgt)} "
+                         f"target words{names}; use refine for added or removed words")
+    n = len(src_word_ids)
+    m = torch.zeros(n, n)
+    # Non-word positions (start token, end token, padding): in order, one to one, as far as both have them.
+    src_rest = [p for p, w in enumerate(src_word_ids) if w == 0]
+    tgt_rest = [p for p, w in enumerate(tgt_word_ids) if w == 0]
+    for s, t in zip(src_rest, tgt_rest):
+        m[s, t] = 1.0
+    for w in sorted(src):
+        s_pos, t_pos = src[w], tgt[w]
+        if len(s_pos) == len(t_pos):
+            for s, t in zip(s_pos, t_pos):
+                m[s, t] = 1.0
+        else:
+            m[torch.tensor(s_pos).unsqueeze(1), torch.tensor(t_pos).unsqueeze(0)] = 1.0 / len(t_pos)
+    return m
+
+
+def global_alignment(src: list[int], tgt: list[int], match: int = 1, mismatch: int = -1,
+                     gap: int = 0) -> list[int]:
+    """Needleman–Wunsch global alignment of two token-id sequences. Returns, for each target position, the source
+    position it is aligned to with equal ids, or -1 (inserted or changed token)."""
+    ns, nt = len(src), len(tgt)
+    score = [[0] * (nt + 1) for _ in range(ns + 1)]
+    for i in range(1, ns + 1):
+        score[i][0] = i * gap
+    for j in range(1, nt + 1):
+        score[0][j] = j * gap
+    for i in range(1, ns + 1):
+        for j in range(1, nt + 1):
+            diag = score[i - 1][j - 1] + (match if src[i - 1] == tgt[j - 1] else mismatch)
+            score[i][j] = max(diag, score[i - 1][j] + gap, score[i][j - 1] + gap)
+    out = [-1] * nt
+    i, j = ns, nt
+    while i > 0 and j > 0:
+        same = src[i - 1] == tgt[j - 1]
+        if score[i][j] == score[i - 1][j - 1] + (match if same else mismatch):
+            if same:
+                out[j - 1] = i - 1
+            i, j = i - 1, j - 1
+        elif score[i][j] == score[i][j - 1] + gap:
+            j -= 1
+        else:
+            i -= 1
+    return out
+
+
+def refine_alignment(src_ids: list[int], tgt_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(M, keep)`` for a refine edit: ``M`` (n_src × n_tgt) maps each aligned target token to its source token;
+    ``keep`` (n_tgt) is 1 for target tokens with no source counterpart (they keep their own attention)."""
+    aligned = global_alignment(src_ids, tgt_ids)
+    m = torch.zeros(len(src_ids), len(tgt_ids))
+    keep = torch.ones(len(tgt_ids))
+    for t, s in enumerate(aligned):
+        if s >= 0:
+            m[s, t] = 1.0
+            keep[t] = 0.0
+    return m, keep
