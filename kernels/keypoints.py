@@ -12,9 +12,6 @@ SKELETON = (
     (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
 )
 
-# Joint index pairs that swap under a horizontal flip.
-FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
-
 
 def joint_colors() -> list[tuple[int, int, int]]:
     """One distinct, saturated RGB colour per joint (hues evenly spaced), for drawing and finding joints."""

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -54,7 +54,6 @@ class RefinerOptions:
     lora_rank: int = 0  # with base: train LoRA layers of this rank and write a host LoRA file
     lora_alpha: float | None = None
     cond_dropout: float = 0.1  # with base: share of empty captions (the unconditional input for CFG)
-    extra: dict = field(default_factory=dict)
 
 
 def load_images(directory: str, resolution: int) -> tuple[torch.Tensor, list[str], int]:

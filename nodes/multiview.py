@@ -38,7 +38,6 @@ from ..kernels.views import View
 TAG = "stepwise_multiview"
 WRAPPER_KEY = "stepwise.multiview"
 SPATIAL_KEYS = ("area", "mask", "set_area_to_bounds")
-IDENTITY = View("identity")
 
 
 @dataclass(frozen=True)
