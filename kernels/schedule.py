@@ -13,6 +13,8 @@ for the usual N = 1000 that is entry ``t`` itself.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 NUM_TIMESTEPS = 1000
@@ -119,3 +121,23 @@ def covers(sigma_range: tuple[float, float], segment: torch.Tensor, rtol: float 
     """Whether every σ a sampler evaluates on ``segment`` (between its ends) lies in ``sigma_range``."""
     low, high = sigma_range
     return float(segment[0]) <= high * (1 + rtol) and float(segment[-1]) >= low * (1 - rtol)
+
+
+def window_end_sigma(sample_sigmas: torch.Tensor, fraction: float) -> float:
+    """σ that ends a window over the first ``fraction`` of a sampler's steps (Prompt-to-Prompt's step windows).
+
+    Steps ``0 … int(fraction·N) − 1`` of an ``N``-step schedule are inside (as in the paper's code); a model call
+    at σ is inside iff σ is above the returned value (:func:`in_window`). Deciding by σ, not by counting calls,
+    keeps second-order and SDE samplers' extra evaluations in the window of their noise level. ``inf`` = empty."""
+    steps = len(sample_sigmas) - 1
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"a step window fraction must be in [0, 1], got {fraction}")
+    end = int(fraction * steps + 1e-9)
+    if steps < 1 or end <= 0:
+        return math.inf
+    return float(sample_sigmas[end])
+
+
+def in_window(sigma: float, end_sigma: float, rtol: float = 1e-4) -> bool:
+    """Whether a model call at ``sigma`` lies in the window ended by ``end_sigma`` (:func:`window_end_sigma`)."""
+    return sigma > end_sigma * (1 + rtol) and sigma > 0

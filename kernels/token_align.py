@@ -112,3 +112,39 @@ def refine_alignment(src_ids: list[int], tgt_ids: list[int]) -> tuple[torch.Tens
             m[s, t] = 1.0
             keep[t] = 0.0
     return m, keep
+
+
+def normalise_word(word: str) -> str:
+    """A prompt word as it is looked up: lower case, surrounding punctuation dropped (``"Cat,"`` → ``"cat"``)."""
+    return word.lower().strip(".,;:!?\"'()[]{}")
+
+
+def find_word(words: list[str], word_ids: list[int], word: str) -> list[int]:
+    """Token positions of every occurrence of ``word`` in a prompt split into ``words`` (``word_ids`` from
+    :func:`word_ids`); empty when it does not occur."""
+    key = normalise_word(word)
+    hits = {i + 1 for i, w in enumerate(words) if normalise_word(w) == key}
+    return [pos for pos, w in enumerate(word_ids) if w in hits]
+
+
+def parse_word_values(text: str, name: str) -> list[tuple[str, float]]:
+    """``"lion:0.4, cat: -0.5"`` → ``[("lion", 0.4), ("cat", -0.5)]``; ``ValueError`` naming ``name`` and the entry
+    otherwise."""
+    out = []
+    for entry in (e.strip() for e in text.replace("\n", ",").split(",")):
+        if not entry:
+            continue
+        word, sep, value = entry.rpartition(":")
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if not sep or not word.strip() or number is None or number != number or abs(number) == float("inf"):
+            raise ValueError(f"{name}: {entry!r} is not word:value; write e.g. 'lion:0.4, cat:2'")
+        out.append((word.strip(), number))
+    return out
+
+
+def parse_words(text: str) -> list[str]:
+    """``"cat, dog"`` → ``["cat", "dog"]`` (commas or new lines separate words)."""
+    return [w.strip() for w in text.replace("\n", ",").split(",") if w.strip()]

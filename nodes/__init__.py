@@ -3,6 +3,8 @@
 from .anagram import VisualAnagram
 from .hybrid import HybridNoise
 from .loader import LoadStepwiseCheckpoint
+from .p2p import PromptToPromptAttn
+from .p2p_maps import PromptToPromptMaps
 from .refine import LateStepRefine
 from .schedule import SplitSigmasAtTimestep
 
@@ -12,4 +14,6 @@ NODES = [
     HybridNoise,
     LateStepRefine,
     LoadStepwiseCheckpoint,
+    PromptToPromptAttn,
+    PromptToPromptMaps,
 ]
