@@ -49,6 +49,7 @@ clean:
 
 bench: zoo-tiny
 	$(PY) bench/multiview.py
+	$(PY) bench/p2p.py
 
 eval: zoo-tiny
 	$(PY) eval/refiner_quality.py

@@ -571,7 +571,8 @@ class PromptToPromptAttn(io.ComfyNode):
                 io.Latent.Input("latent", tooltip="One empty or encoded latent (batch_size 1); it becomes the pair."),
             ],
             outputs=[
-                io.Model.Output("patched_model", display_name="MODEL"),
+                io.Model.Output("patched_model", display_name="MODEL",
+                                tooltip="The model with the edit attached; sample it with positive and LATENT."),
                 io.Conditioning.Output("pair_positive", display_name="positive",
                                        tooltip="[source, target]: connect to the sampler's positive."),
                 io.Latent.Output("pair_latent", display_name="LATENT",

@@ -93,7 +93,8 @@ class PromptToPromptMaps(io.ComfyNode):
                 io.Image.Input("image", optional=True,
                                tooltip="Optional: the decoded images of the run (2 rows); maps are drawn over them."),
             ],
-            outputs=[io.Image.Output("maps", display_name="IMAGE")],
+            outputs=[io.Image.Output("maps", display_name="IMAGE",
+                                     tooltip="One image per word: its attention map with the word written under it.")],
         )
 
     @classmethod

@@ -128,3 +128,37 @@ def test_trainer_on_cuda_in_half_precision(tmp_path, precision):
                                         resolution=32, precision=precision, device="cuda"))
     losses = meta["losses"]
     assert all(l == l for l in losses) and sum(losses[-4:]) < sum(losses[:4])
+
+
+def test_prompt_to_prompt_on_cuda(cuda_model):
+    """Identical prompts give the plain image in both rows; an edit changes only the target; maps are recorded."""
+    import comfy.sample
+    from stepwise.nodes.p2p import PromptToPromptAttn
+    from stepwise.nodes.p2p_maps import PromptToPromptMaps
+
+    model, clip, _, dtype = cuda_model
+    neg = encode(clip, "")
+    kw = dict(mode="replace", cross_replace=0.8, word_cross_replace="", self_replace=0.4, reweight="dog:2",
+              blend_words="dog", blend_threshold=0.3, blend_start=0.2, record_maps=True)
+    latent = {"samples": torch.zeros(1, 4, 32, 32)}
+
+    def run(m, pos, lat, sampler="euler_ancestral"):
+        noise = comfy.sample.prepare_noise(lat["samples"], 5, lat.get("batch_index"))
+        return comfy.sample.sample(m, noise, 6, 5.0, sampler, "karras", pos, neg, lat["samples"], disable_pbar=True,
+                                   seed=5)
+
+    plain = run(model, encode(clip, "a cat"), latent)
+    m, pos, lat = PromptToPromptAttn.execute(model=model, clip=clip, source="a cat", target="a cat", latent=latent,
+                                             **kw).result
+    same = run(m, pos, lat)
+    tol = 2e-2 if dtype == torch.float16 else 5e-2
+    scale = float(plain.abs().max())
+    torch.testing.assert_close(same[0], plain[0], rtol=tol, atol=tol * scale)
+    torch.testing.assert_close(same[1], plain[0], rtol=tol, atol=tol * scale)
+    m, pos, lat = PromptToPromptAttn.execute(model=model, clip=clip, source="a cat", target="a dog", latent=latent,
+                                             **kw).result
+    edit = run(m, pos, lat)
+    assert torch.isfinite(edit).all()
+    torch.testing.assert_close(edit[0], plain[0], rtol=tol, atol=tol * scale)
+    maps = PromptToPromptMaps.execute(samples={**lat, "samples": edit}, row="both", words="", height=64).result[0]
+    assert maps.shape[0] == 4 and torch.isfinite(maps).all()

@@ -124,3 +124,68 @@ def test_neutral_edits_are_plain_attention(qkv):
     zero = torch.zeros(77)
     torch.testing.assert_close(ae.replace(q_s, k_s, v_t, torch.eye(77), alpha=zero, q_tgt=q_t, k_tgt=k_t), plain,
                                rtol=tol, atol=tol)
+
+
+def test_general_edit_equals_the_materialised_reference(qkv, tok):
+    """Replace/refine with per-token windows and reweighting, as one formula (fp32, fp16, bf16)."""
+    (q_s, k_s, q_t, k_t, v_t), dtype = qkv
+    tol = TOL[dtype]
+    src, _, _ = encode(tok, "a painting of a cat")
+    tgt, _, _ = encode(tok, "a watercolor painting of a cat")
+    m, keep = refine_alignment(src, tgt)
+    alpha = torch.ones(77)
+    alpha[[2, 6]] = 0.0  # two tokens outside their window
+    weights = torch.ones(77)
+    weights[[2, 3]] = torch.tensor([5.0, -0.5])
+    for a, kp, w in [(alpha, keep, weights), (torch.ones(77), torch.zeros(77), weights), (alpha, keep, torch.ones(77)),
+                     (torch.zeros(77), keep, weights)]:
+        fast = ae.edit(q_s, k_s, q_t, k_t, v_t, m, alpha=a, keep=kp, weights=w)
+        ref = ae.edit_reference(q_s, k_s, q_t, k_t, v_t, m, a, kp, w)
+        torch.testing.assert_close(fast.float(), ref.float(), rtol=tol, atol=tol)
+    # outside every window the edit is the target's own attention
+    torch.testing.assert_close(ae.edit(q_s, k_s, q_t, k_t, v_t, m, alpha=torch.zeros(77), keep=keep),
+                               ae.sdpa(q_t, k_t, v_t), rtol=tol, atol=tol)
+
+
+def test_a_repeated_context_is_folded_before_mapping(tok):
+    """The host repeats a 77-token conditioning to a longer batch-mate's length; the edit must not change."""
+    g = torch.Generator().manual_seed(1)
+    q_s, q_t = torch.randn(2, 1, 16, 8, generator=g), torch.randn(2, 1, 16, 8, generator=g)
+    k_s, k_t, v_t = (torch.randn(2, 1, 77, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    q_s, q_t = q_s.double(), q_t.double()
+    _, src_w, _ = encode(tok, "a photo of a lion")
+    _, tgt_w, _ = encode(tok, "a photo of a hippopotamus")
+    m = replace_mapper(src_w, tgt_w)
+    weights = torch.linspace(-1, 3, 77)
+    rep = lambda x: x.repeat(1, 1, 3, 1)  # 231 tokens
+    once = ae.edit(q_s, k_s, q_t, k_t, v_t, m, weights=weights)
+    thrice = ae.edit(q_s, rep(k_s), q_t, rep(k_t), rep(v_t), m, weights=weights)
+    torch.testing.assert_close(thrice, once)
+    with pytest.raises(ValueError, match="not a multiple of the prompt's 77"):
+        ae.map_tokens(torch.zeros(1, 100, 8), m)
+
+
+def test_token_probs_are_the_softmax_averaged_over_heads():
+    g = torch.Generator().manual_seed(2)
+    heads, d = 3, 4
+    q, k = torch.randn(2, 10, heads * d, generator=g), torch.randn(2, 77, heads * d, generator=g)
+    split = lambda x: x.reshape(2, -1, heads, d).transpose(1, 2)
+    ref = ae.probs(split(q), split(k)).mean(dim=1).float()
+    torch.testing.assert_close(ae.token_probs(q, k, heads, 77), ref)
+    torch.testing.assert_close(ae.token_probs(q, k.repeat(1, 2, 1), heads, 77), ref)  # folded context
+    assert torch.allclose(ref.sum(-1), torch.ones(2, 10))
+
+
+def test_blend_mask_hand_worked():
+    src = torch.zeros(4, 4)
+    src[0, 0] = 1.0  # one hot spot in the source word's map ...
+    tgt = torch.zeros(4, 4)
+    tgt[3, 3], tgt[0, 3] = 1.0, 0.2  # ... and one (plus a weak one) in the target's
+    mask = ae.blend_mask(torch.stack([src, tgt]), 4, 4, threshold=0.3, pool=0)
+    expected = torch.zeros(1, 1, 4, 4)
+    expected[0, 0, 0, 0] = expected[0, 0, 3, 3] = 1.0  # union; 0.2 < 0.3 is out
+    assert torch.equal(mask, expected)
+    pooled = ae.blend_mask(torch.stack([src, tgt]), 8, 8, threshold=0.3, pool=1)  # 3x3 max-pool, then upsampled
+    assert pooled.shape == (1, 1, 8, 8) and pooled[0, 0, :4, :4].all() and pooled[0, 0, 4:, 4:].all()
+    assert not pooled[0, 0, 6:, :2].any()
+    assert not ae.blend_mask(torch.zeros(2, 4, 4), 4, 4).any()  # no attention, no mask

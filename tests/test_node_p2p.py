@@ -247,6 +247,20 @@ def test_attention_patch_edits_only_the_target_row_of_its_own_chunk(tiny_models,
     torch.testing.assert_close(out[untouched], expected[untouched])
 
 
+@pytest.mark.parametrize("name", MODELS)
+def test_an_extra_positive_prompt_is_its_own_chunk_and_left_alone(tiny_models, name):
+    """ConditioningCombine of the pair with another prompt: the host batches the other prompt as an extra positive
+    chunk; only the pair's target row is edited, so the source row equals the unpatched model's."""
+    model, clip, _ = tiny_models[name]
+    m, pos, lat = p2p_node(tiny_models, name, CAT, DOG)
+    combined = nodes.ConditioningCombine().combine(pos, encode(clip, "a watercolor painting"))[0]
+    negative = encode(clip, "")
+    edited = ksample(m, combined, negative, lat)
+    unpatched = ksample(model, combined, negative, lat)
+    assert_same(edited[0], unpatched[0])
+    assert differ(edited[1], unpatched[1]) > 1e-3
+
+
 def test_an_attention_patch_already_in_the_slot_is_chained(tiny_models):
     model, clip, _ = tiny_models[paths.TINY_SD15]
     calls = []

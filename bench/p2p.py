@@ -1,0 +1,165 @@
+"""Benchmark PromptToPromptAttn against a plain two-row KSampler with the same batched conditioning (``make bench``).
+
+For each case the plain run is the unpatched model sampling the node's own outputs (positive [source, target],
+the two-row latent, the same negative), so the only difference is the edit. Reported per case:
+
+- wall time: median of interleaved repeats, ratio ours / plain (target <= 1.3);
+- peak memory of sampling: the process's peak resident set (VmHWM, reset through ``/proc/self/clear_refs`` after
+  ``malloc_trim``) above its resident set before sampling, median of repeats, ratio ours / plain (target <= 1.1);
+- memory flatness: our peak at ``--long`` steps over our peak at ``--steps`` steps (target <= 1.1; the per-run
+  state is one map accumulator, whatever the number of steps).
+
+The zoo's tiny models on the CPU (the device the tests run on). Writes ``bench/results/p2p.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import json
+import logging
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+
+log = logging.getLogger("bench")
+TARGET_WALL, TARGET_MEMORY, TARGET_FLAT = 1.3, 1.1, 1.1
+
+CASES = {
+    "replace": dict(mode="replace", target="a photo of a dog riding a bicycle"),
+    "refine_reweight_blend": dict(mode="refine", target="a photo of a cat riding a red bicycle", reweight="red:3",
+                                  blend_words="red, bicycle"),
+    "reweight": dict(mode="reweight", target="", reweight="cat:4"),
+}
+SOURCE = "a photo of a cat riding a bicycle"
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return int(re.search(rf"^{field}:\s+(\d+)", f.read(), re.M).group(1))
+
+
+def _reset_peak() -> bool:
+    """Give freed heap pages back to the OS (else the allocator's cache hides a run's allocations), then reset
+    the peak resident set to the current one."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="PromptToPromptAttn overhead against a plain two-row sampler")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--long", type=int, default=40, help="steps of the memory-flatness run")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--latent", type=int, default=32, help="latent side (32 = 256 px images)")
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "p2p.json"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    log.setLevel(logging.INFO)
+
+    from harness import host
+
+    host.setup()
+    import torch
+
+    import comfy.sample
+    import comfy.sd
+    from harness import paths
+    from harness.inprocess import encode
+    from stepwise.nodes.p2p import PromptToPromptAttn
+    from stepwise_zoo.tiny import register
+
+    register()
+    zoo = paths.zoo_dir()
+    if not all(os.path.isfile(os.path.join(zoo, f)) for f in (paths.TINY_SD15, paths.TINY_SDXL)):
+        raise SystemExit(f"the tiny zoo is missing in {zoo}: run `make zoo-tiny`")
+    can_measure_memory = _reset_peak()
+    if not can_measure_memory:
+        log.warning("/proc/self/clear_refs is not writable here: memory is not measured")
+
+    def run(model, pos, neg, latent, steps):
+        noise = comfy.sample.prepare_noise(latent["samples"], 0, latent["batch_index"])
+        gc.collect()
+        _reset_peak()
+        before = _status_kb("VmRSS")
+        start = time.perf_counter()
+        comfy.sample.sample(model, noise, steps, 7.0, "euler", "normal", pos, neg, latent["samples"],
+                            disable_pbar=True, seed=0)
+        seconds = time.perf_counter() - start
+        peak_mb = (_status_kb("VmHWM") - before) / 1024 if can_measure_memory else None
+        return seconds, peak_mb
+
+    def median(values):
+        values = [v for v in values if v is not None]
+        return statistics.median(values) if values else None
+
+    results = []
+    for ckpt in (paths.TINY_SD15, paths.TINY_SDXL):
+        model, clip, _, _ = comfy.sd.load_checkpoint_guess_config(os.path.join(zoo, ckpt))
+        neg = encode(clip, "blurry")
+        empty = {"samples": torch.zeros(1, 4, args.latent, args.latent)}
+        for name, case in CASES.items():
+            kw = dict(mode="replace", cross_replace=0.8, word_cross_replace="", self_replace=0.4, reweight="",
+                      blend_words="", blend_threshold=0.3, blend_start=0.2, record_maps=True)
+            kw.update(case)
+            m, pos, lat = PromptToPromptAttn.execute(model=model, clip=clip, source=SOURCE, latent=empty, **kw).result
+            run(m, pos, neg, lat, args.steps), run(model, pos, neg, lat, args.steps)  # warm up
+            ours, plain = [], []
+            for _ in range(args.repeats):
+                ours.append(run(m, pos, neg, lat, args.steps))
+                plain.append(run(model, pos, neg, lat, args.steps))
+            long_ours, long_plain = [], []
+            for _ in range(args.repeats):
+                long_ours.append(run(m, pos, neg, lat, args.long)[1])
+                long_plain.append(run(model, pos, neg, lat, args.long)[1])
+            t_ours, t_plain = median([o[0] for o in ours]), median([p[0] for p in plain])
+            m_ours, m_plain = median([o[1] for o in ours]), median([p[1] for p in plain])
+            m_long, m_plain_long = median(long_ours), median(long_plain)
+            row = {"model": ckpt, "case": name, "seconds_median": round(t_ours, 4),
+                   "plain_seconds_median": round(t_plain, 4), "wall_ratio": round(t_ours / t_plain, 3)}
+            if m_ours is not None:
+                row.update(peak_mb=round(m_ours, 1), plain_peak_mb=round(m_plain, 1),
+                           memory_ratio=round(m_ours / max(m_plain, 1e-6), 3), peak_mb_long=round(m_long, 1),
+                           plain_peak_mb_long=round(m_plain_long, 1),
+                           flat_ratio=round(m_long / max(m_ours, 1e-6), 3))
+            row["meets_target"] = (row["wall_ratio"] <= TARGET_WALL
+                                   and row.get("memory_ratio", 0) <= TARGET_MEMORY
+                                   and row.get("flat_ratio", 0) <= TARGET_FLAT)
+            results.append(row)
+            log.info("%-32s %-22s wall %.3f memory %s flat %s", ckpt, name, row["wall_ratio"],
+                     row.get("memory_ratio"), row.get("flat_ratio"))
+
+    report = {
+        "benchmark": "p2p", "targets": {"wall_ratio": TARGET_WALL, "memory_ratio": TARGET_MEMORY,
+                                        "flat_ratio": TARGET_FLAT},
+        "steps": args.steps, "long_steps": args.long, "repeats": args.repeats, "latent": [args.latent, args.latent],
+        "sampler": "euler", "cfg": 7.0, "device": "cpu", "memory": "peak RSS above RSS before sampling (VmHWM)"
+        if can_measure_memory else "not measured", "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(), "machine": platform.machine(), "results": results,
+        "all_meet_target": all(r["meets_target"] for r in results),
+    }
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(report, f, indent=2)
+        f.write("\n")
+    log.info("wrote %s (all meet target: %s)", args.out, report["all_meet_target"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
