@@ -1,0 +1,295 @@
+"""Body poses as COCO-17 keypoint arrays: the formats artists' tools write, the OpenPose-18 ↔ COCO-17 mapping,
+geometric augmentations that move keypoints with the image, and the pose tokens of a pose-conditioned model.
+
+A pose is a ``17×3`` float tensor of ``(x, y, visible)`` with ``x, y`` normalised to the canvas (0..1, origin at
+the top left) and ``visible`` 1 or 0; a missing joint is ``(0, 0, 0)``. A :class:`Frame` holds the people of one
+image and its canvas size in pixels. Nothing here imports ComfyUI.
+
+Formats read by :func:`parse` (a JSON string, or the already-decoded value):
+
+- ``POSE_KEYPOINT`` (comfyui_controlnet_aux) and OpenPose JSON: a dict, or a list of dicts (one per image), with
+  ``people[].pose_keypoints_2d`` (OpenPose-18 ``[x, y, c] * 18``; 17 triples are read as COCO order),
+  ``canvas_width``, ``canvas_height``; coordinates normalised when every present |x|, |y| ≤ 1, else pixels;
+  a joint with confidence ≤ 0 is missing.
+- COCO person annotations: ``{"keypoints": [x, y, v] * 17, ...}`` (``v = 0`` missing), a list of them, or a COCO
+  file (``images`` + ``annotations``); the canvas from ``width``/``height`` or the annotation's image.
+- The name-keyed dict of the seed's dataset: ``{"nose": [x, y], "eye_left": [x, y], ...}`` in a 512 px frame
+  (COCO names such as ``left_eye`` are accepted too); absent names are missing joints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .keypoints import COCO_17
+
+OPENPOSE_18 = (
+    "nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow", "left_wrist",
+    "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle", "right_eye", "left_eye",
+    "right_ear", "left_ear",
+)
+# OpenPose-18 index of each COCO-17 joint (the neck, OpenPose index 1, has no COCO joint).
+COCO_FROM_OPENPOSE = tuple(OPENPOSE_18.index(name) for name in COCO_17)
+# Left/right joint pairs swapped by a horizontal flip (COCO-17 indices).
+FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
+# The seed's joint names (its dataset's keys), in COCO order.
+SEED_NAMES = ("nose", "eye_left", "eye_right", "ear_left", "ear_right", "shoulder_left", "shoulder_right",
+              "elbow_left", "elbow_right", "wrist_left", "wrist_right", "hip_left", "hip_right", "knee_left",
+              "knee_right", "ankle_left", "ankle_right")
+SEED_CANVAS = 512
+MISSING_TOKEN = -1
+
+
+@dataclass
+class Frame:
+    """The people of one image: each a 17×3 normalised pose; ``width``/``height`` the canvas in pixels."""
+
+    people: list[torch.Tensor]
+    width: int
+    height: int
+
+
+def empty_pose() -> torch.Tensor:
+    return torch.zeros(17, 3)
+
+
+# --- OpenPose-18 <-> COCO-17 ---
+
+def openpose_to_coco(pose18: torch.Tensor) -> torch.Tensor:
+    """18×3 OpenPose pose → 17×3 COCO pose (the neck is dropped)."""
+    return pose18[list(COCO_FROM_OPENPOSE)].clone()
+
+
+def coco_to_openpose(pose17: torch.Tensor) -> torch.Tensor:
+    """17×3 COCO pose → 18×3 OpenPose pose; the neck is the mean of the shoulders when both are visible."""
+    out = torch.zeros(18, 3, dtype=pose17.dtype)
+    out[list(COCO_FROM_OPENPOSE)] = pose17
+    left, right = pose17[5], pose17[6]
+    if left[2] > 0 and right[2] > 0:
+        out[1, :2] = (left[:2] + right[:2]) / 2
+        out[1, 2] = 1.0
+    return out
+
+
+# --- parsing ---
+
+def _fail(message: str):
+    raise ValueError(message)
+
+
+def _canvas(width, height, where: str) -> tuple[int, int]:
+    try:
+        w, h = float(width), float(height)
+    except (TypeError, ValueError):
+        _fail(f"{where}: canvas size {width!r}×{height!r} is not a number")
+    if not (math.isfinite(w) and math.isfinite(h)) or w <= 0 or h <= 0:
+        _fail(f"{where}: canvas size {width!r}×{height!r} must be positive (set canvas_width/canvas_height)")
+    return int(round(w)), int(round(h))
+
+
+def _triples(flat, where: str) -> torch.Tensor:
+    if not isinstance(flat, (list, tuple)) or len(flat) % 3:
+        _fail(f"{where}: keypoints must be a flat list of x, y, confidence triples, got "
+              f"{type(flat).__name__} of length {len(flat) if hasattr(flat, '__len__') else '?'}")
+    try:
+        t = torch.tensor([float(v) for v in flat], dtype=torch.float64).view(-1, 3)
+    except (TypeError, ValueError):
+        _fail(f"{where}: keypoints hold a value that is not a number")
+    if not torch.isfinite(t).all():
+        bad = int((~torch.isfinite(t)).any(dim=1).nonzero()[0])
+        _fail(f"{where}: joint {bad} has a NaN or infinite coordinate")
+    if t.shape[0] not in (17, 18):
+        _fail(f"{where}: {t.shape[0]} joints; expected 18 (OpenPose) or 17 (COCO) x, y, confidence triples")
+    return t
+
+
+def _normalise(points: torch.Tensor, width: int | None, height: int | None, where: str) -> tuple[torch.Tensor, int, int]:
+    """points: J×3 (x, y, visible in {0, 1}) in pixels or normalised → normalised, canvas."""
+    present = points[:, 2] > 0
+    xy = points[present, :2]
+    normalised = bool((xy.abs() <= 1).all()) if len(xy) else True
+    if normalised:
+        width, height = (width or SEED_CANVAS), (height or SEED_CANVAS)
+    elif width is None or height is None:
+        _fail(f"{where}: pixel coordinates need the canvas size (canvas_width and canvas_height)")
+    out = points.clone()
+    if not normalised:
+        out[:, 0] /= width
+        out[:, 1] /= height
+    out[~present] = 0.0
+    out[present, 2] = 1.0
+    return out.float(), width, height
+
+
+def _openpose_frame(d: dict, where: str) -> Frame:
+    width, height = d.get("canvas_width"), d.get("canvas_height")
+    if width is not None or height is not None:
+        width, height = _canvas(width, height, where)
+    people = d.get("people")
+    if not isinstance(people, list):
+        _fail(f"{where}: 'people' must be a list of people with pose_keypoints_2d")
+    poses = []
+    for i, person in enumerate(people):
+        at = f"{where} person {i}"
+        if not isinstance(person, dict) or "pose_keypoints_2d" not in person:
+            _fail(f"{at}: has no pose_keypoints_2d")
+        t = _triples(person["pose_keypoints_2d"], at)
+        t[:, 2] = (t[:, 2] > 0).double()
+        pose, width, height = _normalise(t, width, height, at)
+        poses.append(openpose_to_coco(pose) if len(pose) == 18 else pose)
+    return Frame(poses, width or SEED_CANVAS, height or SEED_CANVAS)
+
+
+def _coco_annotation(a: dict, width, height, where: str) -> tuple[torch.Tensor, int, int]:
+    t = _triples(a["keypoints"], where)
+    if t.shape[0] != 17:
+        _fail(f"{where}: a COCO annotation has 17 keypoints, got {t.shape[0]}")
+    t[:, 2] = (t[:, 2] > 0).double()
+    width = a.get("width", width)
+    height = a.get("height", height)
+    if width is not None or height is not None:
+        width, height = _canvas(width, height, where)
+    return _normalise(t, width, height, where)
+
+
+def _named(d: dict, where: str) -> Frame:
+    pose = torch.zeros(17, 3, dtype=torch.float64)
+    for j, (seed_name, coco_name) in enumerate(zip(SEED_NAMES, COCO_17)):
+        value = d.get(seed_name, d.get(coco_name))
+        if value is None:
+            continue
+        if not isinstance(value, (list, tuple)) or len(value) < 2:
+            _fail(f"{where}: joint {seed_name!r} must be [x, y], got {value!r}")
+        try:
+            x, y = float(value[0]), float(value[1])
+        except (TypeError, ValueError):
+            _fail(f"{where}: joint {seed_name!r} has a value that is not a number: {value!r}")
+        if not (math.isfinite(x) and math.isfinite(y)):
+            _fail(f"{where}: joint {seed_name!r} has a NaN or infinite coordinate")
+        visible = float(value[2]) > 0 if len(value) > 2 else True
+        pose[j] = torch.tensor([x, y, 1.0 if visible else 0.0], dtype=torch.float64)
+    width, height = _canvas(d.get("canvas_width", SEED_CANVAS), d.get("canvas_height", SEED_CANVAS), where)
+    out, width, height = _normalise(pose, width, height, where)
+    return Frame([out], width, height)
+
+
+def _frames(value, where: str) -> list[Frame]:
+    if isinstance(value, list):
+        if value and all(isinstance(v, dict) and "keypoints" in v for v in value):  # a list of COCO annotations
+            poses, size = [], (None, None)
+            for i, a in enumerate(value):
+                pose, w, h = _coco_annotation(a, None, None, f"{where} annotation {i}")
+                poses.append(pose)
+                size = (w, h)
+            return [Frame(poses, *size)]
+        frames = []
+        for i, v in enumerate(value):
+            frames += _frames(v, f"{where} image {i}")
+        return frames
+    if not isinstance(value, dict):
+        _fail(f"{where}: expected a pose object or a list of them, got {type(value).__name__}")
+    if "people" in value:
+        return [_openpose_frame(value, where)]
+    if "annotations" in value:  # a COCO file: one frame per image
+        images = {im.get("id"): im for im in value.get("images", []) if isinstance(im, dict)}
+        frames: dict = {}
+        for i, a in enumerate(value["annotations"]):
+            if not isinstance(a, dict) or "keypoints" not in a:
+                continue
+            image = images.get(a.get("image_id"), {})
+            pose, w, h = _coco_annotation(a, image.get("width"), image.get("height"), f"{where} annotation {i}")
+            frames.setdefault(a.get("image_id"), Frame([], w, h)).people.append(pose)
+        if not frames:
+            _fail(f"{where}: the COCO file has no person keypoint annotations")
+        return list(frames.values())
+    if "keypoints" in value:
+        pose, w, h = _coco_annotation(value, None, None, where)
+        return [Frame([pose], w, h)]
+    if any(k in value for k in SEED_NAMES + COCO_17):
+        return [_named(value, where)]
+    _fail(f"{where}: not a pose: expected people[].pose_keypoints_2d (OpenPose), keypoints (COCO) or joint names "
+          f"such as 'nose' (got keys {sorted(value)[:8]})")
+
+
+def parse(value, where: str = "pose") -> list[Frame]:
+    """Frames (one per image) from a JSON string or a decoded POSE_KEYPOINT/OpenPose/COCO/name-keyed value."""
+    if isinstance(value, (str, bytes)):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as e:
+            _fail(f"{where}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}")
+    frames = _frames(value, where)
+    if not frames:
+        _fail(f"{where}: no images in the pose data")
+    return frames
+
+
+def select(frame: Frame, person: int, where: str = "pose") -> torch.Tensor:
+    """One person's pose; ``IndexError`` becomes a ``ValueError`` naming the index and the count."""
+    if not frame.people:
+        _fail(f"{where}: no people in the frame")
+    if not 0 <= person < len(frame.people):
+        _fail(f"{where}: person index {person} is out of range; the frame has {len(frame.people)} people "
+              f"(0..{len(frame.people) - 1})")
+    return frame.people[person]
+
+
+# --- augmentations that move keypoints with the image ---
+
+def flip_horizontal(pose: torch.Tensor) -> torch.Tensor:
+    """Mirror a normalised pose left-right: x → 1 − x and left/right joints swapped (missing joints stay (0,0,0))."""
+    out = pose.clone()
+    present = out[:, 2] > 0
+    out[present, 0] = 1.0 - out[present, 0]
+    for a, b in FLIP_PAIRS:
+        out[[a, b]] = out[[b, a]]
+    return out
+
+
+def crop(pose: torch.Tensor, box: tuple[float, float, float, float]) -> torch.Tensor:
+    """A normalised pose in the crop ``box = (x0, y0, x1, y1)`` (normalised to the old canvas), renormalised to the
+    crop; joints that fall outside it become missing. Resizing the crop afterwards leaves normalised coordinates
+    unchanged."""
+    x0, y0, x1, y1 = box
+    if not (x1 > x0 and y1 > y0):
+        raise ValueError(f"crop box {box} is empty")
+    out = pose.clone()
+    out[:, 0] = (out[:, 0] - x0) / (x1 - x0)
+    out[:, 1] = (out[:, 1] - y0) / (y1 - y0)
+    inside = (out[:, 2] > 0) & (out[:, 0] >= 0) & (out[:, 0] <= 1) & (out[:, 1] >= 0) & (out[:, 1] <= 1)
+    out[~inside] = 0.0
+    return out
+
+
+# --- tokens ---
+
+def grid_token(x: float, y: float, dim: int, canvas: int = SEED_CANVAS) -> int:
+    """The seed's grid token of a point (pixels in a ``canvas``-px frame), bit-exact with its code: floor-divide by
+    the cell size (not when ``dim == canvas``), clip to ``[0, dim − 1]``, round, ``x + y·dim``."""
+    if dim != canvas:
+        x = x // (canvas / dim)
+        y = y // (canvas / dim)
+    x = min(max(x, 0), dim - 1)
+    y = min(max(y, 0), dim - 1)
+    return int(round(x)) + int(round(y) * dim)
+
+
+def grid_tokens(pose: torch.Tensor, dim: int = 32, canvas: int = SEED_CANVAS) -> torch.Tensor:
+    """The 17 grid tokens of a normalised pose (one context token of 17 values, as in the seed); a missing joint
+    is :data:`MISSING_TOKEN`."""
+    out = []
+    for x, y, v in pose.tolist():
+        out.append(grid_token(x * canvas, y * canvas, dim, canvas) if v > 0 else MISSING_TOKEN)
+    return torch.tensor(out, dtype=torch.float32)
+
+
+def fourier_features(xy: torch.Tensor, bands: int = 8) -> torch.Tensor:
+    """Fourier features of normalised coordinates (…×2) → …×(4·bands): sin and cos of ``2^k·π·(x, y)``, k < bands
+    (the positional encoding GLIGEN uses for grounding points)."""
+    freqs = (2.0 ** torch.arange(bands, dtype=xy.dtype, device=xy.device)) * math.pi
+    angles = xy.unsqueeze(-1) * freqs  # …×2×bands
+    return torch.cat([angles.sin(), angles.cos()], dim=-1).flatten(-2)
