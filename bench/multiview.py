@@ -14,16 +14,17 @@ medians of interleaved repeats. Writes ``bench/results/multiview.json``; target 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import platform
 import statistics
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+sys.path.insert(0, HERE)
+
+import report  # noqa: E402
 
 log = logging.getLogger("bench")
 TARGET = 1.10
@@ -107,18 +108,10 @@ def main(argv=None) -> int:
             results.append(row)
             log.info("%-28s %-16s calls/step %.2f rows %s ratio %.3f", ckpt, name, per_step, row["rows_per_call"], ratio)
 
-    report = {
+    report.write(args.out, {
         "benchmark": "multiview", "target_wall_ratio": TARGET, "steps": args.steps, "repeats": args.repeats,
         "latent": [side, side], "sampler": "euler", "cfg": 7.0, "device": "cpu",
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-        "machine": platform.machine(), "results": results,
-        "all_meet_target": all(r["meets_target"] for r in results),
-    }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
-        f.write("\n")
-    log.info("wrote %s (all meet target: %s)", args.out, report["all_meet_target"])
+    }, results, log)
     return 0
 
 

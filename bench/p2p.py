@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
-import json
 import logging
 import os
-import platform
 import re
 import statistics
 import sys
@@ -28,6 +26,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+sys.path.insert(0, HERE)
+
+import report  # noqa: E402
 
 log = logging.getLogger("bench")
 TARGET_WALL, TARGET_MEMORY, TARGET_FLAT = 1.3, 1.1, 1.1
@@ -144,20 +145,13 @@ def main(argv=None) -> int:
             log.info("%-32s %-22s wall %.3f memory %s flat %s", ckpt, name, row["wall_ratio"],
                      row.get("memory_ratio"), row.get("flat_ratio"))
 
-    report = {
+    report.write(args.out, {
         "benchmark": "p2p", "targets": {"wall_ratio": TARGET_WALL, "memory_ratio": TARGET_MEMORY,
                                         "flat_ratio": TARGET_FLAT},
         "steps": args.steps, "long_steps": args.long, "repeats": args.repeats, "latent": [args.latent, args.latent],
-        "sampler": "euler", "cfg": 7.0, "device": "cpu", "memory": "peak RSS above RSS before sampling (VmHWM)"
-        if can_measure_memory else "not measured", "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "cpus": os.cpu_count(), "machine": platform.machine(), "results": results,
-        "all_meet_target": all(r["meets_target"] for r in results),
-    }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
-        f.write("\n")
-    log.info("wrote %s (all meet target: %s)", args.out, report["all_meet_target"])
+        "sampler": "euler", "cfg": 7.0, "device": "cpu",
+        "memory": "peak RSS above RSS before sampling (VmHWM)" if can_measure_memory else "not measured",
+    }, results, log)
     return 0
 
 
