@@ -30,13 +30,14 @@ ARCHS = {
 LATENT_FORMATS = ("pixel", "SD15", "SDXL")
 
 
-def unet_config(arch: str, channels: int) -> dict:
-    """The host UNet config of a from-scratch architecture on ``channels``-channel inputs (unconditional)."""
+def unet_config(arch: str, channels: int, context_dim: int | None = None) -> dict:
+    """The host UNet config of a from-scratch architecture on ``channels``-channel inputs; unconditional, or with
+    cross-attention to a ``context_dim``-wide context in its transformer blocks (pose models)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
     return {
         "use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False,
-        "in_channels": channels, "out_channels": channels, "context_dim": None, "adm_in_channels": None,
+        "in_channels": channels, "out_channels": channels, "context_dim": context_dim, "adm_in_channels": None,
         "use_linear_in_transformer": True, "use_temporal_resblock": False, "use_temporal_attention": False,
         "num_heads": -1, "num_head_channels": 32, **ARCHS[arch],
     }
@@ -67,11 +68,13 @@ def latent_format(name: str):
 MODEL_CLASSES = ("BaseModel", "SDXL")
 
 
-def model_config(unet: dict, parameterisation: str, latent: str, flow_shift: float = 1.0, model_class: str = "BaseModel"):
+def model_config(unet: dict, parameterisation: str, latent: str, flow_shift: float = 1.0, model_class: str = "BaseModel",
+                 pose: dict | None = None):
     """A host model config (``supported_models_base.BASE``) for a Stepwise UNet.
 
     ``model_class`` is the host model class around the UNet: ``BaseModel`` (SD1.x/2.x-style, text context only)
-    or ``SDXL`` (adds the pooled-text and size embedding the SDXL UNet takes as ``y``).
+    or ``SDXL`` (adds the pooled-text and size embedding the SDXL UNet takes as ``y``). ``pose`` (a pose
+    checkpoint's ``{"encoder": KeypointEncoder config, "text": bool}``) makes it a :mod:`models.pose` model.
     """
     if model_class not in MODEL_CLASSES:
         raise ValueError(f"unknown model class {model_class!r}; choose one of {', '.join(MODEL_CLASSES)}")
@@ -93,15 +96,20 @@ def model_config(unet: dict, parameterisation: str, latent: str, flow_shift: flo
             return model_type
 
         def get_model(self, state_dict, prefix="", device=None):
+            if pose is not None:
+                from .pose import pose_model_class
+
+                return pose_model_class()(self, pose["encoder"], bool(pose["text"]), model_type=model_type,
+                                          device=device)
             return getattr(comfy.model_base, model_class)(self, model_type=model_type, device=device)
 
     return StepwiseUNetConfig(dict(unet))
 
 
 def new_model(unet: dict, parameterisation: str, latent: str, flow_shift: float = 1.0, device=None,
-              dtype=torch.float32):
+              dtype=torch.float32, pose: dict | None = None):
     """A freshly built (uninitialised) host BaseModel for training; initialise with models.init.seeded_init_."""
-    config = model_config(unet, parameterisation, latent, flow_shift)
+    config = model_config(unet, parameterisation, latent, flow_shift, pose=pose)
     config.set_inference_dtype(dtype, None)
     return config.get_model({}, "", device=device)
 
@@ -123,7 +131,8 @@ def model_patcher(tensors: dict, meta: dict, name: str = "checkpoint"):
         raise CheckpointError(f"{name}: network {network.get('class')!r} is not a UNet this loader builds")
     unet = dict(network["unet_config"])
     config = model_config(unet, meta["parameterisation"], meta["latent_space"].get("latent_format", "pixel"),
-                          float(meta.get("flow_shift", 1.0)), network.get("model_class", "BaseModel"))
+                          float(meta.get("flow_shift", 1.0)), network.get("model_class", "BaseModel"),
+                          network.get("pose"))
     load_device = mm.get_torch_device()
     parameters = comfy.utils.calculate_parameters(tensors)
     weight_dtype = next(iter(tensors.values())).dtype if tensors else None
@@ -131,12 +140,24 @@ def model_patcher(tensors: dict, meta: dict, name: str = "checkpoint"):
                                weight_dtype=weight_dtype)
     config.set_inference_dtype(unet_dtype, mm.unet_manual_cast(unet_dtype, load_device, config.supported_inference_dtypes))
     model = config.get_model({}, "", device=mm.unet_inital_load_device(parameters, unet_dtype))
+    prefix = "pose_encoder."
+    encoder = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    tensors = {k: v for k, v in tensors.items() if not k.startswith(prefix)}
     expected = set(model.diffusion_model.state_dict())
     missing, unexpected = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+    if hasattr(model, "pose_encoder"):
+        wanted = set(model.pose_encoder.state_dict())
+        missing += sorted(prefix + k for k in wanted - set(encoder))
+        unexpected += sorted(prefix + k for k in set(encoder) - wanted)
+    elif encoder:
+        unexpected += sorted(prefix + k for k in encoder)
     if missing or unexpected:
         raise CheckpointError(f"{name}: tensors do not match the network in its metadata (missing {missing[:3]}, "
                               f"unexpected {unexpected[:3]})")
     model.diffusion_model.load_state_dict(tensors, strict=True)
+    if hasattr(model, "pose_encoder"):
+        model.pose_encoder.load_state_dict(encoder, strict=True)
+        model.pose_encoder.to(unet_dtype)
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=mm.unet_offload_device())
     patcher.set_attachments("stepwise.checkpoint", dict(meta))
     return patcher

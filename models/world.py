@@ -95,13 +95,21 @@ def figure_image(size: int, seed: int, index: int) -> tuple[np.ndarray, np.ndarr
     img = Image.new("RGB", (size, size), bg)
     draw = ImageDraw.Draw(img)
     k = figure_keypoints(rng, size)
+    draw_skeleton(draw, k, np.ones(17, dtype=bool), size)
+    return np.asarray(img), k, "a stick figure"
+
+
+def draw_skeleton(draw, k: np.ndarray, visible: np.ndarray, size: int) -> None:
+    """Draw a COCO-17 stick figure (pixel coordinates ``k``, 17×2) on a PIL ``ImageDraw``: grey limbs between
+    visible joints, each visible joint a dot of its own colour (:func:`kernels.keypoints.joint_colors`)."""
     width = max(1, size // 64)
     for a, b in SKELETON:
-        draw.line([tuple(k[a]), tuple(k[b])], fill=(170, 170, 170), width=width)
+        if visible[a] and visible[b]:
+            draw.line([tuple(k[a]), tuple(k[b])], fill=(170, 170, 170), width=width)
     r = max(1.5, size / 64)
-    for (x, y), color in zip(k, joint_colors()):
-        draw.ellipse([x - r, y - r, x + r, y + r], fill=color)
-    return np.asarray(img), k, "a stick figure"
+    for (x, y), color, seen in zip(k, joint_colors(), visible):
+        if seen:
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=color)
 
 
 def coco_annotation(k: np.ndarray, size: int) -> dict:

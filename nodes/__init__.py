@@ -2,6 +2,7 @@
 
 from .anagram import VisualAnagram
 from .hybrid import HybridNoise
+from .keypoint import KeypointCondition
 from .loader import LoadStepwiseCheckpoint
 from .p2p import PromptToPromptAttn
 from .p2p_maps import PromptToPromptMaps
@@ -14,6 +15,7 @@ NODES = [
     HybridNoise,
     LateStepRefine,
     LoadStepwiseCheckpoint,
+    KeypointCondition,
     PromptToPromptAttn,
     PromptToPromptMaps,
 ]
