@@ -34,8 +34,6 @@ class KeypointEncoder(nn.Module):
         super().__init__()
         if tokens not in TOKENS:
             raise ValueError(f"unknown pose tokens {tokens!r}; choose one of {', '.join(TOKENS)}")
-        self.config = {"context_dim": context_dim, "tokens": tokens, "bands": bands, "max_people": max_people,
-                       "grid": grid, "canvas": canvas}
         self.tokens, self.bands, self.max_people, self.grid, self.canvas = tokens, bands, max_people, grid, canvas
         if tokens == "fourier":
             self.proj = nn.Sequential(nn.Linear(4 * bands, context_dim), nn.SiLU(), nn.Linear(context_dim, context_dim))

@@ -13,27 +13,12 @@ import json
 import logging
 import os
 
-import numpy as np
 import torch
 
 from ..kernels.pose import crop, flip_horizontal, parse
+from .images import IMAGE_EXTENSIONS, square_image
 
 log = logging.getLogger("stepwise.train")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-
-
-def _square(path: str, resolution: int):
-    """Image in [-1, 1] (3×R×R, centre crop) and the crop box in normalised coordinates of the original."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        side = min(im.size)
-        left, top = (im.width - side) // 2, (im.height - side) // 2
-        box = (left / im.width, top / im.height, (left + side) / im.width, (top + side) / im.height)
-        im = im.crop((left, top, left + side, top + side)).resize((resolution, resolution), Image.BICUBIC)
-        arr = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
-    return torch.from_numpy(arr).permute(2, 0, 1), box
 
 
 def _pairs(data: str) -> list[tuple[str, object]]:
@@ -83,7 +68,7 @@ def load_pose_data(data: str, resolution: int, max_people: int = 1) -> tuple[tor
     pairs = _pairs(data)
     for path, value in pairs:
         try:
-            image, box = _square(path, resolution)
+            image, box = square_image(path, resolution)
         except Exception as e:  # unreadable or truncated image
             log.warning("skipping unreadable image %s (%s)", path, e)
             skipped += 1

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from . import checkpoint, diffusion
+from .images import IMAGE_EXTENSIONS, square_image
 from .init import seeded_init_
 
 log = logging.getLogger("stepwise.train")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
 @dataclass
@@ -59,8 +59,6 @@ class RefinerOptions:
 def load_images(directory: str, resolution: int) -> tuple[torch.Tensor, list[str], int]:
     """All readable images under ``directory`` as an N×3×R×R tensor in [-1, 1] (centre crop, then resize), their
     captions (the ``.txt`` beside each image, empty when missing) and the number of unreadable files skipped."""
-    from PIL import Image
-
     if not os.path.isdir(directory):
         raise ValueError(f"--data {directory!r} is not a folder of images")
     files = sorted(os.path.join(root, f) for root, _, names in os.walk(directory) for f in names
@@ -68,17 +66,12 @@ def load_images(directory: str, resolution: int) -> tuple[torch.Tensor, list[str
     images, captions, skipped = [], [], 0
     for path in files:
         try:
-            with Image.open(path) as im:
-                im = im.convert("RGB")
-                side = min(im.size)
-                left, top = (im.width - side) // 2, (im.height - side) // 2
-                im = im.crop((left, top, left + side, top + side)).resize((resolution, resolution), Image.BICUBIC)
-                arr = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
+            image, _ = square_image(path, resolution)
         except Exception as e:  # unreadable or truncated image: skip it and count it
             log.warning("skipping unreadable image %s (%s)", path, e)
             skipped += 1
             continue
-        images.append(torch.from_numpy(arr).permute(2, 0, 1))
+        images.append(image)
         caption_path = os.path.splitext(path)[0] + ".txt"
         captions.append(open(caption_path).read().strip() if os.path.isfile(caption_path) else "")
     if not images:
