@@ -1,10 +1,14 @@
 """Stepwise's trainer and synthetic-data maker. Run it with the Python of ComfyUI's environment:
 
     python train.py make-data --kind shapes|figures --n N --size S --out DIR [--seed S]
-    python train.py refiner --data DIR --out FILE [--base CHECKPOINT [--lora-rank R] | --arch tiny|small
-                            --space pixel|latent [--vae FILE]]
-                            --t-range 0 500 --steps N --batch B --lr LR --ema D --precision fp32|bf16|fp16
-                            --resolution R --seed S [--resume] [--sample-every K] [--save-every K]
+    python train.py refiner --data DIR --out FILE [--base CHECKPOINT [--lora-rank R] | --arch tiny|compact|small
+                            --space pixel|latent [--vae FILE]] --t-range 0 500 [shared options]
+    python train.py pose --data DIR|COCO.json --out FILE [--base CHECKPOINT | --arch compact|small
+                         --space pixel|latent [--vae FILE]] --tokens fourier|grid [--max-people P]
+                         [--cond-dropout 0.1] [--flip 0.5] [--min-scale 0.8] [shared options]
+
+Shared options: --steps N --batch B --lr LR --ema D --precision fp32|bf16|fp16 --resolution R --seed S
+[--resume] [--sample-every K] [--save-every K] [--device auto|cpu|cuda]. ``train.py <command> --help`` lists all.
 
 The host (ComfyUI) is found at ``COMFYUI_PATH`` (default ``~/.cache/stepwise/ComfyUI``, where ``make host`` puts
 it) or when this folder sits in a ComfyUI's ``custom_nodes``. Checkpoints go to ``models/stepwise`` of your
@@ -57,6 +61,30 @@ def import_host_and_pack():
     return sys.modules["stepwise"]
 
 
+def _shared(p: argparse.ArgumentParser, arch: str, t_range: tuple[int, int]) -> None:
+    """Options every trainer takes: output, network from scratch, schedule, optimiser, precision, EMA, resume."""
+    p.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
+    p.add_argument("--arch", choices=["tiny", "compact", "small"], default=arch,
+                   help=f"from scratch: network size (default {arch}; tiny has no attention)")
+    p.add_argument("--space", choices=["pixel", "latent"], default="pixel")
+    p.add_argument("--vae", help="with --space latent: checkpoint or VAE file whose VAE makes the latents")
+    p.add_argument("--latent-format", choices=["SD15", "SDXL"], default="SD15")
+    p.add_argument("--parameterisation", choices=["eps", "v", "flow"], default="eps")
+    p.add_argument("--t-range", type=int, nargs=2, default=list(t_range), metavar=("LO", "HI"),
+                   help="timesteps [LO, HI) of the 1000-level schedule to train on (HI exclusive)")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the saved weights; 0 saves raw weights")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--resolution", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue bit-exactly from the last checkpoint of --out")
+    p.add_argument("--sample-every", type=int, default=0, help="write a sample grid every K steps (0: never)")
+    p.add_argument("--save-every", type=int, default=0, help="checkpoint every K steps (0: at the end)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="train.py", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -70,31 +98,33 @@ def main(argv=None) -> int:
 
     ref = sub.add_parser("refiner", help="train a refiner on a timestep range")
     ref.add_argument("--data", required=True, help="folder of images (.txt captions beside them are read)")
-    ref.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
     ref.add_argument("--base", help="fine-tune the UNet of this host-loadable checkpoint (SD1.x/SD2.x/SDXL); its VAE "
                                     "makes the latents and its text encoder reads the .txt captions")
     ref.add_argument("--lora-rank", type=int, default=0, help="with --base: train LoRA layers of this rank and write "
                                                               "a LoRA the host's LoRA loaders read")
     ref.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default: the rank)")
     ref.add_argument("--cond-dropout", type=float, default=0.1, help="with --base: share of empty captions (for CFG)")
-    ref.add_argument("--arch", choices=["tiny", "small"], default="tiny")
-    ref.add_argument("--space", choices=["pixel", "latent"], default="pixel")
-    ref.add_argument("--vae", help="with --space latent: checkpoint or VAE file whose VAE makes the latents")
-    ref.add_argument("--latent-format", choices=["SD15", "SDXL"], default="SD15")
-    ref.add_argument("--parameterisation", choices=["eps", "v", "flow"], default="eps")
-    ref.add_argument("--t-range", type=int, nargs=2, default=[0, 500], metavar=("LO", "HI"),
-                     help="timesteps [LO, HI) of the 1000-level schedule to train on (HI exclusive)")
-    ref.add_argument("--steps", type=int, default=1000)
-    ref.add_argument("--batch", type=int, default=16)
-    ref.add_argument("--lr", type=float, default=2e-4)
-    ref.add_argument("--ema", type=float, default=0.999, help="EMA decay of the saved weights; 0 saves raw weights")
-    ref.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
-    ref.add_argument("--resolution", type=int, default=64)
-    ref.add_argument("--seed", type=int, default=0)
-    ref.add_argument("--resume", action="store_true", help="continue bit-exactly from the last checkpoint of --out")
-    ref.add_argument("--sample-every", type=int, default=0, help="write a sample grid every K steps (0: never)")
-    ref.add_argument("--save-every", type=int, default=0, help="checkpoint every K steps (0: at the end)")
-    ref.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    _shared(ref, arch="tiny", t_range=(0, 500))
+
+    pose = sub.add_parser("pose", help="train a pose-conditioned model (UNet + keypoint encoder)")
+    pose.add_argument("--data", required=True,
+                      help="folder of images with <stem>.json keypoints (any format KeypointCondition reads), or a "
+                           "COCO person-keypoints annotation file with its images beside it")
+    pose.add_argument("--base", help="fine-tune this host checkpoint (SD1.x/SD2.x/SDXL): the context becomes its text "
+                                     "tokens (from .txt captions) followed by the pose tokens")
+    pose.add_argument("--tokens", choices=["fourier", "grid"], default="fourier",
+                      help="fourier: one token per joint (default); grid: the seed's 17-cell grid token")
+    pose.add_argument("--bands", type=int, default=8, help="fourier: frequency bands per coordinate")
+    pose.add_argument("--grid", type=int, default=32, help="grid: cells per side")
+    pose.add_argument("--canvas", type=int, default=512, help="grid: canvas size in pixels the grid covers")
+    pose.add_argument("--max-people", type=int, default=1, help="people per image the model reads")
+    pose.add_argument("--context-dim", type=int, default=64, help="from scratch: width of the pose tokens")
+    pose.add_argument("--cond-dropout", type=float, default=0.1,
+                      help="share of null poses (and, with --base, of empty captions) for CFG")
+    pose.add_argument("--flip", type=float, default=0.5, help="probability of a horizontal flip (joints swap sides)")
+    pose.add_argument("--min-scale", type=float, default=0.8, help="smallest random crop side (share of the image)")
+    pose.add_argument("--sample-cfg", type=float, default=3.0, help="CFG scale of the sample grids")
+    _shared(pose, arch="compact", t_range=(0, 1000))
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
@@ -106,16 +136,22 @@ def main(argv=None) -> int:
             n = make_data(args.kind, args.n, args.size, args.out, args.seed)
             logging.getLogger("stepwise.train").info("wrote %d %s images to %s", n, args.kind, args.out)
             return 0
-        from stepwise.models.trainer import RefinerOptions, train_refiner
+        shared = dict(data=args.data, out=args.out, arch=args.arch, space=args.space, vae=args.vae,
+                      latent_format=args.latent_format, parameterisation=args.parameterisation,
+                      t_range=tuple(args.t_range), steps=args.steps, batch=args.batch, lr=args.lr, ema=args.ema,
+                      precision=args.precision, resolution=args.resolution, seed=args.seed, resume=args.resume,
+                      sample_every=args.sample_every, save_every=args.save_every, device=args.device,
+                      base=args.base, cond_dropout=args.cond_dropout)
+        if args.command == "pose":
+            from stepwise.models.pose_trainer import PoseOptions, train_pose
 
-        opts = RefinerOptions(data=args.data, out=args.out, arch=args.arch, space=args.space, vae=args.vae,
-                              latent_format=args.latent_format, parameterisation=args.parameterisation,
-                              t_range=tuple(args.t_range), steps=args.steps, batch=args.batch, lr=args.lr,
-                              ema=args.ema, precision=args.precision, resolution=args.resolution, seed=args.seed,
-                              resume=args.resume, sample_every=args.sample_every, save_every=args.save_every,
-                              device=args.device, base=args.base, lora_rank=args.lora_rank,
-                              lora_alpha=args.lora_alpha, cond_dropout=args.cond_dropout)
-        meta = train_refiner(opts)
+            meta = train_pose(PoseOptions(**shared, tokens=args.tokens, bands=args.bands, grid=args.grid,
+                                          canvas=args.canvas, max_people=args.max_people, context_dim=args.context_dim,
+                                          flip=args.flip, min_scale=args.min_scale, sample_cfg=args.sample_cfg))
+        else:
+            from stepwise.models.trainer import RefinerOptions, train_refiner
+
+            meta = train_refiner(RefinerOptions(**shared, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha))
         logging.getLogger("stepwise.train").info("wrote %s (final loss %s)", args.out, meta["training"]["final_loss"])
         return 0
     except ValueError as e:

@@ -228,6 +228,22 @@ def parse(value, where: str = "pose") -> list[Frame]:
     return frames
 
 
+def to_pose_keypoint(frames: list[Frame]) -> list[dict]:
+    """Frames as a ``POSE_KEYPOINT`` value (comfyui_controlnet_aux's layout): one dict per image with
+    ``people[].pose_keypoints_2d`` (OpenPose-18, ``[x, y, c] * 18`` in pixels, missing joints ``0, 0, 0``),
+    ``canvas_width`` and ``canvas_height``. :func:`parse` reads it back to the same frames."""
+    out = []
+    for frame in frames:
+        scale = torch.tensor([float(frame.width), float(frame.height), 1.0])
+        people = []
+        for pose in frame.people:
+            op = coco_to_openpose(pose.float())
+            op = torch.where(op[:, 2:3] > 0, op * scale, torch.zeros_like(op))
+            people.append({"pose_keypoints_2d": [round(float(v), 3) for v in op.flatten()]})
+        out.append({"people": people, "canvas_width": int(frame.width), "canvas_height": int(frame.height)})
+    return out
+
+
 def select(frame: Frame, person: int, where: str = "pose") -> torch.Tensor:
     """One person's pose; ``IndexError`` becomes a ``ValueError`` naming the index and the count."""
     if not frame.people:

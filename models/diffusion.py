@@ -16,9 +16,13 @@ import json
 
 import torch
 
-# From-scratch architectures: attention-free at high resolution so they train on a CPU; ``small`` adds
-# self-attention at the lowest resolution.
+# From-scratch architectures, small enough to train on a CPU: ``tiny`` has no attention (refiners);
+# ``compact`` adds transformer blocks (self- and cross-attention) at 1/2 and 1/4 of the input side, so a pose
+# model's joint tokens can place things; ``small`` is wider with attention at 1/4 only.
 ARCHS = {
+    "compact": {"model_channels": 32, "channel_mult": [1, 2, 2], "num_res_blocks": [1, 1, 1],
+                "transformer_depth": [0, 1, 1], "transformer_depth_output": [0, 0, 1, 1, 1, 1],
+                "transformer_depth_middle": 1},
     "tiny": {"model_channels": 32, "channel_mult": [1, 2, 2], "num_res_blocks": [1, 1, 1],
              "transformer_depth": [0, 0, 0], "transformer_depth_output": [0, 0, 0, 0, 0, 0],
              "transformer_depth_middle": -1},
@@ -99,7 +103,7 @@ def model_config(unet: dict, parameterisation: str, latent: str, flow_shift: flo
             if pose is not None:
                 from .pose import pose_model_class
 
-                return pose_model_class()(self, pose["encoder"], bool(pose["text"]), model_type=model_type,
+                return pose_model_class(model_class)(self, pose["encoder"], bool(pose["text"]), model_type=model_type,
                                           device=device)
             return getattr(comfy.model_base, model_class)(self, model_type=model_type, device=device)
 
@@ -107,9 +111,9 @@ def model_config(unet: dict, parameterisation: str, latent: str, flow_shift: flo
 
 
 def new_model(unet: dict, parameterisation: str, latent: str, flow_shift: float = 1.0, device=None,
-              dtype=torch.float32, pose: dict | None = None):
-    """A freshly built (uninitialised) host BaseModel for training; initialise with models.init.seeded_init_."""
-    config = model_config(unet, parameterisation, latent, flow_shift, pose=pose)
+              dtype=torch.float32, pose: dict | None = None, model_class: str = "BaseModel"):
+    """A freshly built (uninitialised) host model for training; initialise with models.init.seeded_init_."""
+    config = model_config(unet, parameterisation, latent, flow_shift, model_class, pose=pose)
     config.set_inference_dtype(dtype, None)
     return config.get_model({}, "", device=device)
 

@@ -66,12 +66,22 @@ def null_pose(people: int = 1) -> torch.Tensor:
     return torch.zeros(people, 17, 3)
 
 
-def pose_model_class():
-    """The host model class of pose checkpoints (built lazily: the host is imported only when needed)."""
+_CLASSES: dict = {}
+
+
+def pose_model_class(parent: str = "BaseModel"):
+    """The host model class of pose checkpoints, derived from the host's ``parent`` class (``BaseModel`` for
+    SD1.x/2.x-style UNets and from-scratch models, ``SDXL`` for SDXL fine-tunes, which keeps its pooled-text
+    and size embedding). Built lazily: the host is imported only when needed."""
+    if parent in _CLASSES:
+        return _CLASSES[parent]
     import comfy.conds
     import comfy.model_base
 
-    class StepwisePoseModel(comfy.model_base.BaseModel):
+    if parent not in ("BaseModel", "SDXL"):
+        raise ValueError(f"pose models derive from BaseModel or SDXL, not {parent!r}")
+
+    class StepwisePoseModel(getattr(comfy.model_base, parent)):
         def __init__(self, model_config, encoder: dict, text: bool, model_type=None, device=None):
             super().__init__(model_config, model_type=model_type, device=device)
             self.pose_encoder = KeypointEncoder(**encoder).to(device=device)
@@ -104,4 +114,6 @@ def pose_model_class():
             out["c_crossattn"] = comfy.conds.CONDCrossAttn(context)
             return out
 
+    StepwisePoseModel.__qualname__ = StepwisePoseModel.__name__ = f"StepwisePoseModel{'' if parent == 'BaseModel' else parent}"
+    _CLASSES[parent] = StepwisePoseModel
     return StepwisePoseModel

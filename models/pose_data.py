@@ -64,7 +64,14 @@ def load_pose_data(data: str, resolution: int, max_people: int = 1) -> tuple[tor
     """``(images N×3×R×R in [-1, 1], poses N×max_people×17×3 normalised, skipped)``; images with fewer people
     are padded with null poses, more are cut to the first ``max_people``. Unreadable files are skipped and
     counted; a pose file that does not parse is an error naming it."""
-    images, poses, skipped = [], [], 0
+    images, poses, _, skipped = load_pose_samples(data, resolution, max_people)
+    return images, poses, skipped
+
+
+def load_pose_samples(data: str, resolution: int, max_people: int = 1):
+    """:func:`load_pose_data` plus each image's caption (the ``.txt`` beside it, or empty):
+    ``(images, poses, captions, skipped)``."""
+    images, poses, captions, skipped = [], [], [], 0
     pairs = _pairs(data)
     for path, value in pairs:
         try:
@@ -78,10 +85,12 @@ def load_pose_data(data: str, resolution: int, max_people: int = 1) -> tuple[tor
         people += [torch.zeros(17, 3)] * (max_people - len(people))
         images.append(image)
         poses.append(torch.stack(people))
+        caption = os.path.splitext(path)[0] + ".txt"
+        captions.append(open(caption).read().strip() if os.path.isfile(caption) else "")
     if not images:
         raise ValueError(f"--data {data!r} has no readable images with keypoints ({len(pairs)} found, {skipped} "
                          "unreadable); use `train.py make-data figures` or images with <stem>.json keypoints")
-    return torch.stack(images), torch.stack(poses), skipped
+    return torch.stack(images), torch.stack(poses), captions, skipped
 
 
 def augment(image: torch.Tensor, pose: torch.Tensor, generator: torch.Generator, flip: float = 0.5,

@@ -110,10 +110,27 @@ class _VAE:
         return self.vae.decode(self.format.process_out(latents)).permute(0, 3, 1, 2) * 2 - 1
 
 
+def _modules(model) -> list[tuple[str, torch.nn.Module]]:
+    """The trained modules of a host model and the checkpoint prefix of each: the UNet (unprefixed, so the host's
+    UNet loader reads refiner files) and, for pose models, the keypoint encoder (``pose_encoder.``)."""
+    mods = [("", model.diffusion_model)]
+    if hasattr(model, "pose_encoder"):
+        mods.append(("pose_encoder.", model.pose_encoder))
+    return mods
+
+
+def _named_parameters(model) -> list[tuple[str, torch.nn.Parameter]]:
+    return [(prefix + n, p) for prefix, m in _modules(model) for n, p in m.named_parameters()]
+
+
+def _state_dict(model) -> dict[str, torch.Tensor]:
+    return {prefix + k: v for prefix, m in _modules(model) for k, v in m.state_dict().items()}
+
+
 def _save_state(path: str, model, ema, opt, generator, step: int, losses: list[float], opts: RefinerOptions):
     from safetensors.torch import save_file
 
-    tensors = {f"model.{k}": v for k, v in model.diffusion_model.state_dict().items()}
+    tensors = {f"model.{k}": v for k, v in _state_dict(model).items()}
     if ema is not None:
         tensors.update({f"ema.{i}": p for i, p in enumerate(ema)})
     opt_state = opt.state_dict()
@@ -136,7 +153,10 @@ def _load_state(path: str, model, ema, opt, generator):
     with safe_open(path, framework="pt") as f:
         meta = json.loads(f.metadata()["stepwise_train_state"])
     tensors = load_file(path)
-    model.diffusion_model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    saved = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    for prefix, module in _modules(model):
+        module.load_state_dict({k[len(prefix):]: v for k, v in saved.items()
+                                if k.startswith(prefix) and (prefix or not k.startswith("pose_encoder."))}, strict=True)
     if ema is not None:
         for i, p in enumerate(ema):
             p.copy_(tensors[f"ema.{i}"])
@@ -280,11 +300,7 @@ def _base_setup(opts: RefinerOptions, images: torch.Tensor, captions: list[str],
     }
 
 
-def train_refiner(opts: RefinerOptions) -> dict:
-    """Train a refiner on ``opts.data`` (from scratch, or fine-tuning ``opts.base``, optionally as a LoRA); returns
-    the metadata written to ``opts.out`` (plus the loss of every step under ``losses``)."""
-    from tqdm import tqdm
-
+def _check_common(opts) -> None:
     lo, hi = opts.t_range
     if not 0 <= lo < hi <= 1000:
         raise ValueError(f"--t-range {lo} {hi} must satisfy 0 <= lo < hi <= 1000 (hi exclusive)")
@@ -294,19 +310,50 @@ def train_refiner(opts: RefinerOptions) -> dict:
         raise ValueError(f"--space {opts.space!r} is not one of pixel, latent")
     if not opts.base and opts.space == "latent" and not opts.vae:
         raise ValueError("--space latent needs --vae (a checkpoint or VAE file whose VAE defines the latents)")
-    if opts.lora_rank and not opts.base:
-        raise ValueError("--lora-rank needs --base: a LoRA adapts an existing checkpoint's UNet")
     if opts.steps < 1 or opts.batch < 1:
         raise ValueError(f"--steps and --batch must be >= 1, got {opts.steps} and {opts.batch}")
+    if not 0 <= opts.cond_dropout <= 1:
+        raise ValueError(f"--cond-dropout {opts.cond_dropout} must be in [0, 1]")
+
+
+def train_refiner(opts: RefinerOptions) -> dict:
+    """Train a refiner on ``opts.data`` (from scratch, or fine-tuning ``opts.base``, optionally as a LoRA); returns
+    the metadata written to ``opts.out`` (plus the loss of every step under ``losses``)."""
+    _check_common(opts)
+    if opts.lora_rank and not opts.base:
+        raise ValueError("--lora-rank needs --base: a LoRA adapts an existing checkpoint's UNet")
     device = _device(opts.device)
     torch.manual_seed(opts.seed)
     images, captions, skipped = load_images(opts.data, opts.resolution)
     setup = _base_setup(opts, images, captions, device) if opts.base else _scratch_setup(opts, images, device)
-    model, x0_all, decode = setup["model"], setup["x0"], setup["decode"]
+    x0_all, batch_conds = setup["x0"], setup["batch_conds"]
+
+    def batch(idx: torch.Tensor, generator: torch.Generator):
+        conds = batch_conds(idx, generator) if batch_conds else {"c_crossattn": None}
+        return x0_all[idx.to(x0_all.device)], conds
+
+    def samples(model, step: int):
+        sample_grid(model, x0_all[:4], opts.t_range[1], opts.seed, setup["decode"],
+                    f"{opts.out}.samples/step_{step:06d}.png", conditioning=setup["sample_conditioning"])
+
+    setup.update(batch=batch, shape=tuple(x0_all.shape[1:]), samples=samples, kind="refiner", extra_meta={})
+    return _train(opts, setup, len(images), skipped)
+
+
+def _train(opts, setup: dict, n_images: int, skipped: int) -> dict:
+    """The training loop shared by every kind: timesteps from ``opts.t_range``, noise and batches from one seeded
+    generator, the loss in the model's parameterisation, EMA, mixed precision, atomic checkpoints and resume."""
+    from tqdm import tqdm
+
+    lo, hi = opts.t_range
+    device = _device(opts.device)
+    model = setup["model"]
     ms = model.model_sampling
     table = ms.sigmas.detach().to(device)
-    model.diffusion_model.train()
-    params = [p for p in model.diffusion_model.parameters() if p.requires_grad]
+    for _, module in _modules(model):
+        module.train()
+    named = [(n, p) for n, p in _named_parameters(model) if p.requires_grad]
+    params = [p for _, p in named]
     opt = torch.optim.AdamW(params, lr=opts.lr, weight_decay=0.0)
     ema = [p.detach().clone() for p in params] if opts.ema > 0 else None
     generator = torch.Generator(device="cpu").manual_seed(opts.seed)
@@ -324,18 +371,17 @@ def train_refiner(opts: RefinerOptions) -> dict:
     def meta_for(at_step: int) -> dict:
         recent = losses[-max(1, len(losses) // 10):] if losses else []
         return {
-            "kind": "refiner", "network": setup["network"], "parameterisation": setup["parameterisation"],
+            "kind": setup["kind"], "network": setup["network"], "parameterisation": setup["parameterisation"],
             "latent_space": setup["latent_space"], "timestep_range": [lo, hi], "conditioning": setup["conditioning"],
             "base": setup["base"], "resolution": opts.resolution,
             "training": {"steps": at_step, "batch": opts.batch, "lr": opts.lr, "ema": opts.ema,
-                         "precision": opts.precision, "seed": opts.seed, "images": len(images),
+                         "precision": opts.precision, "seed": opts.seed, "images": n_images,
                          "skipped_images": skipped, "final_loss": float(np.mean(recent)) if recent else None,
-                         "lora_rank": opts.lora_rank, "data": os.path.abspath(opts.data)},
+                         "lora_rank": opts.lora_rank, "data": os.path.abspath(opts.data), **setup["extra_meta"]},
         }
 
     def write(at_step: int):
-        names = [n for n, p in model.diffusion_model.named_parameters() if p.requires_grad]
-        trained = dict(zip(names, ema)) if ema is not None else {}
+        trained = dict(zip([n for n, _ in named], ema)) if ema is not None else {}
         if setup["lora"] is not None:
             from . import lora as lora_mod
 
@@ -350,21 +396,20 @@ def train_refiner(opts: RefinerOptions) -> dict:
                     if n in backup:
                         p.copy_(backup[n])
         else:
-            checkpoint.save(opts.out, {**model.diffusion_model.state_dict(), **trained}, meta_for(at_step))
+            checkpoint.save(opts.out, {**_state_dict(model), **trained}, meta_for(at_step))
         _save_state(state_path, model, ema, opt, generator, at_step, losses, opts)
 
     save_every = opts.save_every or opts.steps
-    bar = tqdm(total=opts.steps, initial=step, desc="refiner", unit="step", dynamic_ncols=True)
+    bar = tqdm(total=opts.steps, initial=step, desc=setup["kind"], unit="step", dynamic_ncols=True)
     t_start, seen = time.perf_counter(), 0
     while step < opts.steps:
-        idx = torch.randint(0, len(x0_all), (opts.batch,), generator=generator)
+        idx = torch.randint(0, n_images, (opts.batch,), generator=generator)
         t = torch.randint(lo, hi, (opts.batch,), generator=generator)
-        x0 = x0_all[idx.to(device)]
-        noise = torch.randn(x0.shape, generator=generator).to(device)
+        noise = torch.randn((opts.batch, *setup["shape"]), generator=generator).to(device)
+        x0, conds = setup["batch"](idx, generator)
         sigma = table[t.to(device)]
         s = sigma.view(-1, *([1] * (x0.ndim - 1)))
         x_t = ms.noise_scaling(s, noise, x0)
-        conds = setup["batch_conds"](idx, generator) if setup["batch_conds"] else {"c_crossattn": None}
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             denoised = model.apply_model(x_t, sigma, **conds)
         c_out = ms.calculate_denoised(s, torch.ones_like(x0[:1]), torch.zeros_like(x0[:1]))
@@ -383,10 +428,11 @@ def train_refiner(opts: RefinerOptions) -> dict:
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.4f}", img_s=f"{seen / max(1e-9, time.perf_counter() - t_start):.1f}")
         if opts.sample_every and step % opts.sample_every == 0:
-            model.diffusion_model.eval()
-            sample_grid(model, x0_all[:4], hi, opts.seed, decode, f"{opts.out}.samples/step_{step:06d}.png",
-                        conditioning=setup["sample_conditioning"])
-            model.diffusion_model.train()
+            for _, module in _modules(model):
+                module.eval()
+            setup["samples"](model, step)
+            for _, module in _modules(model):
+                module.train()
         if step % save_every == 0 or step == opts.steps:
             write(step)
     bar.close()

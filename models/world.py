@@ -112,6 +112,18 @@ def draw_skeleton(draw, k: np.ndarray, visible: np.ndarray, size: int) -> None:
             draw.ellipse([x - r, y - r, x + r, y + r], fill=color)
 
 
+def skeleton_image(poses, width: int, height: int):
+    """A PIL image (``width``×``height``, black) of the skeletons ``poses`` (people×17×3, x/y normalised to [0, 1],
+    visibility > 0 drawn), as the world draws its figures."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (width, height), (0, 0, 0))
+    draw = ImageDraw.Draw(img)
+    for pose in np.asarray(poses, dtype=np.float64).reshape(-1, 17, 3):
+        draw_skeleton(draw, pose[:, :2] * np.array([width, height]), pose[:, 2] > 0, min(width, height))
+    return img
+
+
 def coco_annotation(k: np.ndarray, size: int) -> dict:
     """COCO person annotation of 17 keypoints (``[x, y, v] * 17``, v = 2 visible) in a size×size frame."""
     flat = []

@@ -3,6 +3,7 @@
 from .anagram import VisualAnagram
 from .hybrid import HybridNoise
 from .keypoint import KeypointCondition
+from .keypoint_load import LoadPoseKeypoint
 from .loader import LoadStepwiseCheckpoint
 from .p2p import PromptToPromptAttn
 from .p2p_maps import PromptToPromptMaps
@@ -16,6 +17,7 @@ NODES = [
     LateStepRefine,
     LoadStepwiseCheckpoint,
     KeypointCondition,
+    LoadPoseKeypoint,
     PromptToPromptAttn,
     PromptToPromptMaps,
 ]

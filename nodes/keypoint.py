@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import ImageDraw
 
 from comfy_api.latest import io
 
@@ -23,17 +23,12 @@ PoseKeypoint = io.Custom("POSE_KEYPOINT")
 
 def preview(poses: torch.Tensor, width: int, height: int, size: int) -> torch.Tensor:
     """An IMAGE (1×H×W×3) of the parsed skeletons on black, the longer side ``size``; a null pose says so."""
-    from ..models.world import draw_skeleton  # the synthetic world's drawing (imported only when used)
+    from ..models.world import skeleton_image  # the synthetic world's drawing (imported only when used)
 
     scale = size / max(width, height)
-    w, h = max(8, round(width * scale)), max(8, round(height * scale))
-    img = Image.new("RGB", (w, h), (0, 0, 0))
-    draw = ImageDraw.Draw(img)
+    img = skeleton_image(poses.numpy(), max(8, round(width * scale)), max(8, round(height * scale)))
     if not poses[..., 2].any():
-        draw.text((8, 8), "null pose: no visible joints", fill=(255, 255, 255))
-    for pose in poses:
-        k = pose[:, :2].numpy() * np.array([w, h])
-        draw_skeleton(draw, k, pose[:, 2].numpy() > 0, min(w, h))
+        ImageDraw.Draw(img).text((8, 8), "null pose: no visible joints", fill=(255, 255, 255))
     return torch.from_numpy(np.asarray(img).astype(np.float32) / 255.0).unsqueeze(0)
 
 

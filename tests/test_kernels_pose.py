@@ -160,3 +160,59 @@ def test_person_selection_and_null_pose():
     assert not select(frame, 1).any()  # all-missing joints: the null pose, valid
     with pytest.raises(ValueError, match="person index 2 is out of range; the frame has 2 people"):
         select(frame, 2)
+
+
+def test_pose_keypoint_value_round_trips_through_parse():
+    from stepwise.kernels.pose import Frame, to_pose_keypoint
+
+    g = torch.Generator().manual_seed(3)
+    a = torch.cat([torch.rand(17, 2, generator=g) * 0.8 + 0.1, torch.ones(17, 1)], 1)
+    a[[3, 10], :] = 0  # two missing joints stay missing
+    b = torch.cat([torch.rand(17, 2, generator=g), torch.ones(17, 1)], 1)
+    frames = [Frame([a, b], 640, 480), Frame([], 64, 64)]
+    value = to_pose_keypoint(frames)
+    assert value[0]["canvas_width"] == 640 and len(value[0]["people"][0]["pose_keypoints_2d"]) == 54
+    assert value[0]["people"][0]["pose_keypoints_2d"][3 * OPENPOSE_18.index(COCO_17[3]):][:3] == [0, 0, 0]
+    back = parse(json.loads(json.dumps(value)))
+    assert [(f.width, f.height, len(f.people)) for f in back] == [(640, 480, 2), (64, 64, 0)]
+    for got, want in zip(back[0].people, (a, b)):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+def test_find_joints_locates_every_joint_of_a_drawn_figure():
+    import numpy as np
+
+    from stepwise.kernels.keypoints import find_joints, pck
+    from stepwise.models.world import figure_image
+
+    found, truth = [], []
+    for i in range(12):
+        image, k, _ = figure_image(128, 7, i)
+        found.append(find_joints(image))
+        truth.append(np.concatenate([k, np.ones((17, 1))], 1))
+    found, truth = np.stack(found), np.stack(truth)
+    assert np.abs(found[..., :2] - truth[..., :2]).max() < 1.5  # pixel-centre centroids of the dots
+    score, per_joint = pck(found, truth)
+    assert score == 1.0 and per_joint.shape == (17,)
+    blank = find_joints(np.zeros((16, 16, 3), np.uint8))
+    assert not blank[:, 2].any() and np.isnan(blank[:, :2]).all()
+
+
+def test_pck_counts_distance_against_the_figure_size_and_missing_joints_as_wrong():
+    import numpy as np
+
+    from stepwise.kernels.keypoints import pck
+
+    truth = np.zeros((17, 3))
+    truth[:, 0] = np.linspace(0, 100, 17)  # a figure 100 wide: threshold 10 at PCK@0.1
+    truth[:, 2] = 1
+    found = truth.copy()
+    found[0, 0] += 9.9  # within
+    found[1, 0] += 10.5  # outside
+    found[2] = (np.nan, np.nan, 0)  # not found
+    score, per_joint = pck(found, truth)
+    assert score == pytest.approx(15 / 17) and list(per_joint[:3]) == [1.0, 0.0, 0.0]
+    truth[5, 2] = 0  # an invisible ground-truth joint is not counted
+    assert pck(found, truth)[0] == pytest.approx(14 / 16)
+    with pytest.raises(ValueError, match="same shape"):
+        pck(found[:16], truth)

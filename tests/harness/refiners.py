@@ -44,7 +44,65 @@ def from_scratch(path: str, arch: str = "tiny", channels: int = 3, latent: str =
 
 
 DEMO_REFINER = "stepwise-demo-refiner-pixel.safetensors"
+DEMO_POSE = "stepwise-demo-pose-pixel.safetensors"
 EXAMPLE_INPUT = "stepwise_example_corrupted.png"
+EXAMPLE_POSE = "stepwise_example_pose.json"
+
+
+def _cached(out: str) -> bool:
+    import os
+
+    if os.path.isfile(out):
+        try:
+            checkpoint.read_metadata(out)
+            return True
+        except checkpoint.CheckpointError:
+            os.remove(out)
+    return False
+
+
+def demo_pose(directory: str) -> str:
+    """A small pixel-space pose model (pose tokens only) trained on 32 px stick figures through train.py (cached)."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from . import paths
+
+    out = os.path.join(directory, DEMO_POSE)
+    if _cached(out):
+        return out
+    train = os.path.join(paths.REPO, "train.py")
+    with tempfile.TemporaryDirectory(prefix="stepwise-demo-figures-") as data:
+        subprocess.run([sys.executable, train, "make-data", "--kind", "figures", "--n", "128", "--size", "32",
+                        "--out", data, "--seed", "11"], check=True, capture_output=True)
+        subprocess.run([sys.executable, train, "pose", "--data", data, "--out", out, "--arch", "compact",
+                        "--space", "pixel", "--tokens", "fourier", "--steps", "250", "--batch", "8", "--lr", "1e-3",
+                        "--ema", "0.99", "--resolution", "32", "--seed", "11"], check=True, capture_output=True)
+    os.remove(out + ".train-state")
+    return out
+
+
+def example_pose(directory: str) -> str:
+    """A stick-figure pose as an OpenPose JSON file (pixels on a 512 px canvas), as a pose estimator saves it."""
+    import json
+    import os
+
+    import numpy as np
+    import torch
+
+    from stepwise.kernels.pose import coco_to_openpose
+    from stepwise.models.world import figure_keypoints
+
+    k = figure_keypoints(np.random.default_rng(5), 512)
+    pose = coco_to_openpose(torch.cat([torch.from_numpy(k).float(), torch.ones(17, 1)], 1))
+    value = {"version": 1.3, "people": [{"pose_keypoints_2d": [round(float(v), 2) for v in pose.flatten()]}],
+             "canvas_width": 512, "canvas_height": 512}
+    path = os.path.join(directory, EXAMPLE_POSE)
+    with open(path, "w") as f:
+        json.dump(value, f)
+    return path
 
 
 def demo_refiner(directory: str) -> str:
@@ -57,12 +115,8 @@ def demo_refiner(directory: str) -> str:
     from . import paths
 
     out = os.path.join(directory, DEMO_REFINER)
-    if os.path.isfile(out):
-        try:
-            checkpoint.read_metadata(out)
-            return out
-        except checkpoint.CheckpointError:
-            os.remove(out)
+    if _cached(out):
+        return out
     train = os.path.join(paths.REPO, "train.py")
     with tempfile.TemporaryDirectory(prefix="stepwise-demo-data-") as data:
         subprocess.run([sys.executable, train, "make-data", "--kind", "shapes", "--n", "128", "--size", "32",

@@ -211,10 +211,12 @@ def stepwise_server(base_dir: str, checkpoints: dict[str, str], **kwargs) -> Com
 
 
 def example_assets(zoo: str) -> dict:
-    """What the example workflows need besides the zoo checkpoints: the demo refiner and the example input."""
+    """What the example workflows need besides the zoo checkpoints: the demo refiner and pose model, the example
+    input image and pose file."""
     from . import refiners
 
     os.makedirs(zoo, exist_ok=True)
-    refiner = refiners.demo_refiner(zoo)
-    image = refiners.example_input(zoo)
-    return {"stepwise_models": {os.path.basename(refiner): refiner}, "inputs": {os.path.basename(image): image}}
+    models = [refiners.demo_refiner(zoo), refiners.demo_pose(zoo)]
+    inputs = [refiners.example_input(zoo), refiners.example_pose(zoo)]
+    return {"stepwise_models": {os.path.basename(m): m for m in models},
+            "inputs": {os.path.basename(i): i for i in inputs}}
