@@ -53,3 +53,5 @@ bench: zoo-tiny
 
 eval: zoo-tiny
 	$(PY) eval/refiner_quality.py
+	$(PY) eval/pose_quality.py
+	$(PY) eval/artifact_quality.py

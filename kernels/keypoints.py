@@ -21,14 +21,15 @@ def joint_colors() -> list[tuple[int, int, int]]:
             for i in range(len(COCO_17))]
 
 
-def find_joints(image, min_saturation: float = 0.5, min_value: float = 0.4):
+def find_joints(image, max_distance: float = 0.35, margin: float = 0.08):
     """Locate each joint of a drawn stick figure by its colour (:func:`joint_colors`).
 
-    ``image``: H×W×3, uint8 or float in [0, 1] (numpy or torch). A pixel counts for joint ``j`` when it is
-    saturated and bright enough to be a dot (HSV saturation ≥ ``min_saturation``, value ≥ ``min_value``; limbs
-    are grey, backgrounds dark) and ``j``'s hue is the nearest of the 17. Returns a 17×3 float array
-    ``(x, y, found)`` in pixels (x, y at pixel centres: ``column + 0.5``), the centroid of joint ``j``'s
-    pixels; ``found`` is 0 and x, y are NaN when no pixel has its colour.
+    ``image``: H×W×3, uint8 or float in [0, 1] (numpy or torch). A pixel can belong to joint ``j`` when ``j``'s
+    colour is the nearest of the 17 (RGB distance, colours in [0, 1]) and nearer than ``max_distance``; joint
+    ``j`` is at the centroid of its pixels whose distance is within ``margin`` of the best one (the dot's core,
+    so a background that happens to be near the colour does not drag the centroid). Returns a 17×3 float array
+    ``(x, y, found)`` in pixels (pixel centres at ``column + 0.5``); ``found`` is 0 and x, y are NaN when no
+    pixel is near the colour.
     """
     import numpy as np
 
@@ -36,33 +37,19 @@ def find_joints(image, min_saturation: float = 0.5, min_value: float = 0.4):
     if arr.ndim != 3 or arr.shape[-1] != 3:
         raise ValueError(f"image must be H×W×3, got shape {arr.shape}")
     rgb = arr.astype(np.float64) / (255.0 if arr.dtype == np.uint8 else 1.0)
-    hi, lo = rgb.max(-1), rgb.min(-1)
-    sat = np.where(hi > 0, (hi - lo) / np.maximum(hi, 1e-12), 0.0)
-    hue = _hue(rgb, hi, lo)
-    n = len(COCO_17)
-    centres = np.arange(n) / n
-    diff = np.abs(hue[..., None] - centres)
-    nearest = np.minimum(diff, 1 - diff).argmin(-1)
-    dot = (sat >= min_saturation) & (hi >= min_value)
-    out = np.full((n, 3), np.nan)
+    colours = np.asarray(joint_colors(), dtype=np.float64) / 255.0
+    dist = np.linalg.norm(rgb[..., None, :] - colours, axis=-1)  # H×W×17
+    nearest = dist.argmin(-1)
+    out = np.full((len(colours), 3), np.nan)
     out[:, 2] = 0
-    ys, xs = np.nonzero(dot)
-    labels = nearest[ys, xs]
-    for j in range(n):
-        sel = labels == j
-        if sel.any():
-            out[j] = (xs[sel].mean() + 0.5, ys[sel].mean() + 0.5, 1.0)
+    for j in range(len(colours)):
+        d = np.where((nearest == j) & (dist[..., j] < max_distance), dist[..., j], np.inf)
+        best = d.min()
+        if not np.isfinite(best):
+            continue
+        ys, xs = np.nonzero(d <= best + margin)
+        out[j] = (xs.mean() + 0.5, ys.mean() + 0.5, 1.0)
     return out
-
-
-def _hue(rgb, hi, lo):
-    """HSV hue in [0, 1) of an H×W×3 float image (0 where the pixel is grey)."""
-    import numpy as np
-
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    span = np.maximum(hi - lo, 1e-12)
-    h = np.where(hi == r, (g - b) / span % 6, np.where(hi == g, (b - r) / span + 2, (r - g) / span + 4))
-    return np.where(hi > lo, h / 6.0, 0.0) % 1.0
 
 
 def pck(found, truth, threshold: float = 0.1):

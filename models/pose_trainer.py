@@ -28,6 +28,7 @@ from .trainer import RefinerOptions, _check_common, _device, _parameterisation_o
 @dataclass
 class PoseOptions(RefinerOptions):
     arch: str = "compact"
+    parameterisation: str = "flow"  # from scratch: reaches pure noise at the top (eps leaves the mean colour visible)
     t_range: tuple[int, int] = (0, 1000)
     tokens: str = "fourier"
     bands: int = 8

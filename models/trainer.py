@@ -119,18 +119,14 @@ def _modules(model) -> list[tuple[str, torch.nn.Module]]:
     return mods
 
 
-def _named_parameters(model) -> list[tuple[str, torch.nn.Parameter]]:
-    return [(prefix + n, p) for prefix, m in _modules(model) for n, p in m.named_parameters()]
+def _state_dict(modules) -> dict[str, torch.Tensor]:
+    return {prefix + k: v for prefix, m in modules for k, v in m.state_dict().items()}
 
 
-def _state_dict(model) -> dict[str, torch.Tensor]:
-    return {prefix + k: v for prefix, m in _modules(model) for k, v in m.state_dict().items()}
-
-
-def _save_state(path: str, model, ema, opt, generator, step: int, losses: list[float], opts: RefinerOptions):
+def _save_state(path: str, modules, ema, opt, generator, step: int, losses: list[float], opts: RefinerOptions):
     from safetensors.torch import save_file
 
-    tensors = {f"model.{k}": v for k, v in _state_dict(model).items()}
+    tensors = {f"model.{prefix}{k}": v for prefix, m in modules for k, v in m.state_dict().items()}
     if ema is not None:
         tensors.update({f"ema.{i}": p for i, p in enumerate(ema)})
     opt_state = opt.state_dict()
@@ -146,7 +142,7 @@ def _save_state(path: str, model, ema, opt, generator, step: int, losses: list[f
     os.replace(tmp, path)
 
 
-def _load_state(path: str, model, ema, opt, generator):
+def _load_state(path: str, modules, ema, opt, generator):
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -154,9 +150,10 @@ def _load_state(path: str, model, ema, opt, generator):
         meta = json.loads(f.metadata()["stepwise_train_state"])
     tensors = load_file(path)
     saved = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-    for prefix, module in _modules(model):
-        module.load_state_dict({k[len(prefix):]: v for k, v in saved.items()
-                                if k.startswith(prefix) and (prefix or not k.startswith("pose_encoder."))}, strict=True)
+    prefixes = [p for p, _ in modules if p]
+    for prefix, module in modules:
+        module.load_state_dict({k[len(prefix):]: v for k, v in saved.items() if k.startswith(prefix)
+                                and (prefix or not any(k.startswith(p) for p in prefixes))}, strict=True)
     if ema is not None:
         for i, p in enumerate(ema):
             p.copy_(tensors[f"ema.{i}"])
@@ -340,6 +337,25 @@ def train_refiner(opts: RefinerOptions) -> dict:
     return _train(opts, setup, len(images), skipped)
 
 
+def _diffusion_loss(setup: dict, device):
+    """The diffusion loss of one batch: noise the batch's x0 to the drawn timesteps, predict, and compare in the
+    model's parameterisation."""
+    model = setup["model"]
+    ms = model.model_sampling
+    table = ms.sigmas.detach().to(device)
+
+    def loss(idx: torch.Tensor, t: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        noise = torch.randn((len(idx), *setup["shape"]), generator=generator).to(device)
+        x0, conds = setup["batch"](idx, generator)
+        sigma = table[t.to(device)]
+        s = sigma.view(-1, *([1] * (x0.ndim - 1)))
+        denoised = model.apply_model(ms.noise_scaling(s, noise, x0), sigma, **conds)
+        c_out = ms.calculate_denoised(s, torch.ones_like(x0[:1]), torch.zeros_like(x0[:1]))
+        return (((denoised.float() - x0) / c_out) ** 2).mean()
+
+    return loss
+
+
 def _train(opts, setup: dict, n_images: int, skipped: int) -> dict:
     """The training loop shared by every kind: timesteps from ``opts.t_range``, noise and batches from one seeded
     generator, the loss in the model's parameterisation, EMA, mixed precision, atomic checkpoints and resume."""
@@ -348,11 +364,10 @@ def _train(opts, setup: dict, n_images: int, skipped: int) -> dict:
     lo, hi = opts.t_range
     device = _device(opts.device)
     model = setup["model"]
-    ms = model.model_sampling
-    table = ms.sigmas.detach().to(device)
-    for _, module in _modules(model):
+    modules = setup.get("modules") or _modules(model)
+    for _, module in modules:
         module.train()
-    named = [(n, p) for n, p in _named_parameters(model) if p.requires_grad]
+    named = [(prefix + n, p) for prefix, m in modules for n, p in m.named_parameters() if p.requires_grad]
     params = [p for _, p in named]
     opt = torch.optim.AdamW(params, lr=opts.lr, weight_decay=0.0)
     ema = [p.detach().clone() for p in params] if opts.ema > 0 else None
@@ -365,7 +380,7 @@ def _train(opts, setup: dict, n_images: int, skipped: int) -> dict:
     if opts.resume:
         if not os.path.isfile(state_path):
             raise ValueError(f"--resume: no training state at {state_path}; run without --resume first")
-        step, losses = _load_state(state_path, model, ema, opt, generator)
+        step, losses = _load_state(state_path, modules, ema, opt, generator)
         log.info("resumed at step %d", step)
 
     def meta_for(at_step: int) -> dict:
@@ -396,24 +411,18 @@ def _train(opts, setup: dict, n_images: int, skipped: int) -> dict:
                     if n in backup:
                         p.copy_(backup[n])
         else:
-            checkpoint.save(opts.out, {**_state_dict(model), **trained}, meta_for(at_step))
-        _save_state(state_path, model, ema, opt, generator, at_step, losses, opts)
+            checkpoint.save(opts.out, {**_state_dict(modules), **trained}, meta_for(at_step))
+        _save_state(state_path, modules, ema, opt, generator, at_step, losses, opts)
 
     save_every = opts.save_every or opts.steps
     bar = tqdm(total=opts.steps, initial=step, desc=setup["kind"], unit="step", dynamic_ncols=True)
     t_start, seen = time.perf_counter(), 0
+    step_loss = setup.get("loss") or _diffusion_loss(setup, device)
     while step < opts.steps:
         idx = torch.randint(0, n_images, (opts.batch,), generator=generator)
         t = torch.randint(lo, hi, (opts.batch,), generator=generator)
-        noise = torch.randn((opts.batch, *setup["shape"]), generator=generator).to(device)
-        x0, conds = setup["batch"](idx, generator)
-        sigma = table[t.to(device)]
-        s = sigma.view(-1, *([1] * (x0.ndim - 1)))
-        x_t = ms.noise_scaling(s, noise, x0)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            denoised = model.apply_model(x_t, sigma, **conds)
-        c_out = ms.calculate_denoised(s, torch.ones_like(x0[:1]), torch.zeros_like(x0[:1]))
-        loss = (((denoised.float() - x0) / c_out) ** 2).mean()
+            loss = step_loss(idx, t, generator)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
@@ -428,16 +437,20 @@ def _train(opts, setup: dict, n_images: int, skipped: int) -> dict:
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.4f}", img_s=f"{seen / max(1e-9, time.perf_counter() - t_start):.1f}")
         if opts.sample_every and step % opts.sample_every == 0:
-            for _, module in _modules(model):
+            for _, module in modules:
                 module.eval()
             setup["samples"](model, step)
-            for _, module in _modules(model):
+            for _, module in modules:
                 module.train()
         if step % save_every == 0 or step == opts.steps:
             write(step)
     bar.close()
     if not os.path.isfile(opts.out):  # resumed at the final step: nothing left to train
         write(step)
+    if setup.get("finish"):
+        for _, module in modules:
+            module.eval()
+        setup["finish"]()
     meta = checkpoint.read_metadata(opts.out)
     meta["losses"] = losses
     return meta

@@ -1,6 +1,8 @@
 """Stepwise's V3 nodes, one small module per technique; glue only, the math lives in ``kernels``."""
 
 from .anagram import VisualAnagram
+from .artifact import ArtifactEstimator, LoadArtifactEstimator
+from .early_reject import ArtifactEarlyReject
 from .hybrid import HybridNoise
 from .keypoint import KeypointCondition
 from .keypoint_load import LoadPoseKeypoint
@@ -20,4 +22,7 @@ NODES = [
     LoadPoseKeypoint,
     PromptToPromptAttn,
     PromptToPromptMaps,
+    LoadArtifactEstimator,
+    ArtifactEstimator,
+    ArtifactEarlyReject,
 ]

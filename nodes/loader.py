@@ -58,6 +58,6 @@ class LoadStepwiseCheckpoint(io.ComfyNode):
                              f"({', '.join(folder_paths.get_folder_paths(FOLDER))}); put train.py's output there")
         tensors, meta = checkpoint.load(path)
         if meta["kind"] not in ("refiner", "pose"):
-            raise checkpoint.CheckpointError(f"{ckpt_name}: holds a {meta['kind']} checkpoint; load it with the "
-                                             "node that uses it, not as a MODEL")
+            raise checkpoint.CheckpointError(f"{ckpt_name}: holds a {meta['kind']} checkpoint; load it with "
+                                             "Load Artifact Estimator, not as a MODEL")
         return io.NodeOutput(diffusion.model_patcher(tensors, meta, ckpt_name), summary(meta))

@@ -44,7 +44,7 @@ def from_scratch(path: str, arch: str = "tiny", channels: int = 3, latent: str =
 
 
 DEMO_REFINER = "stepwise-demo-refiner-pixel.safetensors"
-DEMO_POSE = "stepwise-demo-pose-pixel.safetensors"
+DEMO_POSE = "stepwise-demo-pose-flow.safetensors"
 EXAMPLE_INPUT = "stepwise_example_corrupted.png"
 EXAMPLE_POSE = "stepwise_example_pose.json"
 
@@ -62,7 +62,8 @@ def _cached(out: str) -> bool:
 
 
 def demo_pose(directory: str) -> str:
-    """A small pixel-space pose model (pose tokens only) trained on 32 px stick figures through train.py (cached)."""
+    """A small pixel-space flow pose model (pose tokens only) trained on 32 px stick figures through train.py
+    (cached)."""
     import os
     import subprocess
     import sys
@@ -78,7 +79,7 @@ def demo_pose(directory: str) -> str:
         subprocess.run([sys.executable, train, "make-data", "--kind", "figures", "--n", "128", "--size", "32",
                         "--out", data, "--seed", "11"], check=True, capture_output=True)
         subprocess.run([sys.executable, train, "pose", "--data", data, "--out", out, "--arch", "compact",
-                        "--space", "pixel", "--tokens", "fourier", "--steps", "250", "--batch", "8", "--lr", "1e-3",
+                        "--space", "pixel", "--tokens", "fourier", "--parameterisation", "flow", "--steps", "300", "--batch", "8", "--lr", "1e-3",
                         "--ema", "0.99", "--resolution", "32", "--seed", "11"], check=True, capture_output=True)
     os.remove(out + ".train-state")
     return out
