@@ -84,8 +84,9 @@ def test_resume_is_bit_exact(shapes, base, tmp_path):
     (dict(clean_share=1.0), "--clean-share 1.0"),
 ])
 def test_bad_options_are_named(shapes, base, tmp_path, kw, match):
+    kw = dict(kw)
     with pytest.raises(ValueError, match=match):
-        train_estimator(_opts(shapes, base, str(tmp_path / "x.safetensors"), **kw))
+        train_estimator(_opts(shapes, kw.pop("base", base), str(tmp_path / "x.safetensors"), **kw))
 
 
 def test_auroc_of_the_ranking_is_what_the_evaluation_reports(trained, base):
