@@ -21,8 +21,6 @@ Writes ``eval/results/artifact_quality.json``; ``make eval`` runs it. Numbers ar
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import subprocess
 import sys
@@ -30,11 +28,7 @@ import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(REPO, "tests"))
-
-log = logging.getLogger("eval")
+from common import HERE, REPO, log, start_eval, write_report
 
 
 def main(argv=None) -> int:
@@ -51,12 +45,7 @@ def main(argv=None) -> int:
     parser.add_argument("--work", default=os.path.join(REPO, "eval", "work"))
     parser.add_argument("--out", default=os.path.join(HERE, "results", "artifact_quality.json"))
     args = parser.parse_args(argv)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-
-    from harness import host
-
-    host.setup()
-    logging.basicConfig(level=logging.INFO, format="eval: %(message)s", force=True)
+    start_eval(args.out)
     import torch
 
     from stepwise.kernels import artifact
@@ -161,10 +150,7 @@ def main(argv=None) -> int:
               "estimator_training": train_meta["training"], "estimator_held_out": train_meta.get("evaluation"),
               "pairs": args.pairs, "sampling": f"karras, {args.sampling_steps} steps", "probe_sigma": args.probe_sigma,
               "train_seconds": timings, "results": rows, "early_rejection": early}
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
-        f.write("\n")
-    log.info("wrote %s", args.out)
+    write_report(args.out, report)
     return 0
 
 

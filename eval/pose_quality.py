@@ -18,8 +18,6 @@ numbers are reported as measured.
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import subprocess
 import sys
@@ -27,11 +25,7 @@ import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(REPO, "tests"))
-
-log = logging.getLogger("eval")
+from common import HERE, REPO, log, start_eval, write_report
 
 
 def main(argv=None) -> int:
@@ -49,12 +43,7 @@ def main(argv=None) -> int:
     parser.add_argument("--work", default=os.path.join(REPO, "eval", "work"))
     parser.add_argument("--out", default=os.path.join(HERE, "results", "pose_quality.json"))
     args = parser.parse_args(argv)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-
-    from harness import host
-
-    host.setup()
-    logging.basicConfig(level=logging.INFO, format="eval: %(message)s", force=True)
+    start_eval(args.out)
     import torch
 
     from stepwise.kernels.keypoints import find_joints, pck
@@ -139,10 +128,7 @@ def main(argv=None) -> int:
               "train_seconds": timings, "ceiling_pck@0.1": round(ceiling, 3),
               "ceiling_pck@0.2": round(ceiling_loose, 3),
               "ceiling_per_joint": [round(float(v), 2) for v in ceiling_joints], "results": rows}
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
-        f.write("\n")
-    log.info("wrote %s", args.out)
+    write_report(args.out, report)
     return 0
 
 

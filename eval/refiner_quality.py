@@ -17,8 +17,6 @@ numbers are reported as measured.
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import subprocess
 import sys
@@ -26,11 +24,7 @@ import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(REPO, "tests"))
-
-log = logging.getLogger("eval")
+from common import HERE, REPO, log, start_eval, write_report
 
 
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -54,11 +48,7 @@ def main(argv=None) -> int:
     parser.add_argument("--work", default=os.path.join(REPO, "eval", "work"))
     parser.add_argument("--out", default=os.path.join(HERE, "results", "refiner_quality.json"))
     args = parser.parse_args(argv)
-
-    from harness import host
-
-    host.setup()
-    logging.basicConfig(level=logging.INFO, format="eval: %(message)s", force=True)
+    start_eval(args.out)
     import torch
 
     from stepwise.models import checkpoint, diffusion
@@ -129,11 +119,7 @@ def main(argv=None) -> int:
               "batch": args.batch, "arch": "tiny", "sampler": "euler/karras", "sampling_steps": args.sampling_steps,
               "train_seconds": timings, "final_loss": {k: m[1]["training"]["final_loss"] for k, m in models.items()},
               "results": rows}
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
-        f.write("\n")
-    log.info("wrote %s", args.out)
+    write_report(args.out, report)
     return 0
 
 
