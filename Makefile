@@ -8,16 +8,20 @@ VENV := $(or $(STEPWISE_VENV),$(CURDIR)/.venv)
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help host zoo zoo-tiny test test-fast test-gpu demo workflows bench eval clean
+.PHONY: help host zoo zoo-tiny test test-fast test-gpu demo serve workflows screenshots bench eval clean
 
 help:
 	@echo "make host       put the pinned ComfyUI in place, build its venv, link the pack"
 	@echo "make test       the whole suite except gpu tests (real host, zoo, real server)"
 	@echo "make test-gpu   the gpu-marked tests (needs CUDA)"
-	@echo "make demo       run the example workflows on the tiny zoo through a real server -> demo-output/"
+	@echo "make demo       train the demo models (<= 10 min on 2 cores), run every example workflow through a real"
+	@echo "                server -> demo-output/ (images, contact_sheet.png, report.md)"
+	@echo "make serve      ComfyUI with the pack and the demo models on http://127.0.0.1:8188"
 	@echo "make zoo        build the model zoo (tiny + full-size SD1.5 architecture) into ~/.cache/stepwise/zoo"
 	@echo "make bench      benchmarks (bench/results/*.json); not part of make test"
 	@echo "make eval       quality experiments (eval/results/*.json); not part of make test"
+	@echo "make screenshots  run every example workflow in the web UI (headless Chromium) -> docs/screenshots/,"
+	@echo "                  template thumbnails example_workflows/*.jpg"
 	@echo "make workflows  regenerate example_workflows/ (UI format) from tests/workflows/ (API format)"
 
 host:
@@ -41,8 +45,14 @@ test-gpu: zoo-tiny
 demo: zoo-tiny
 	$(PY) scripts/demo.py --out demo-output
 
+serve: zoo-tiny
+	$(PY) scripts/serve.py --out demo-output
+
 workflows: host
 	$(PY) scripts/example_workflows.py
+
+screenshots: zoo-tiny
+	$(PY) scripts/screenshots.py
 
 clean:
 	rm -rf demo-output .pytest_cache

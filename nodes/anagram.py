@@ -11,7 +11,7 @@ from comfy_api.latest import io
 
 from ..kernels.views import VIEW_NAMES, View, describe
 from . import multiview
-from .common import CATEGORY
+from .common import CATEGORY, check_choice, check_finite
 
 DEFAULT_VIEWS = ("identity", "flip_ud", "rot90", "flip_lr")
 log = logging.getLogger(__name__)
@@ -40,7 +40,8 @@ class VisualAnagram(io.ComfyNode):
             io.Int.Input("patch_seed", default=0, min=0, max=2**31 - 1,
                          tooltip="patch_permute only: seed of the patch permutation (same seed, same puzzle)."),
             io.Float.Input("skew", default=0.5, min=-8.0, max=8.0, step=0.05,
-                           tooltip="skew only: latent rows each column is rolled down by, per column."),
+                           tooltip="skew only: column j is rolled down cyclically by round(skew·j) latent rows "
+                                   "(negative rolls up)."),
         ]
         return io.Schema(
             node_id="StepwiseVisualAnagram",
@@ -54,7 +55,8 @@ class VisualAnagram(io.ComfyNode):
             inputs=inputs,
             outputs=[
                 io.Model.Output("patched_model", display_name="model", tooltip="The model with the anagram's per-step combination attached."),
-                io.Conditioning.Output("positive", tooltip="All prompts with their views; use as the sampler's positive."),
+                io.Conditioning.Output("positive", display_name="positive",
+                                       tooltip="All prompts with their views; use as the sampler's positive."),
             ],
         )
 
@@ -62,14 +64,17 @@ class VisualAnagram(io.ComfyNode):
     def execute(cls, model, positive_1, view_1, positive_2, view_2, positive_3=None, view_3="identity",
                 positive_4=None, view_4="identity", mode="average", patch_grid=4, patch_seed=0, skew=0.5) -> io.NodeOutput:
         pairs = [(positive_1, view_1), (positive_2, view_2), (positive_3, view_3), (positive_4, view_4)]
-        pairs = [(c, v) for c, v in pairs if c is not None]
+        for i, (_, view) in enumerate(pairs, start=1):  # every view, connected or not: a bad value is a mistake
+            check_choice(f"view_{i}", view, VIEW_NAMES)
+        check_choice("mode", mode, ("average", "alternate"))
+        check_finite(skew=skew)
+        numbered = [(i, c, v) for i, (c, v) in enumerate(pairs, start=1) if c is not None]
+        pairs = [(c, v) for _, c, v in numbered]
         if len(pairs) < 2:
             raise ValueError(f"a visual anagram needs at least two prompts, got {len(pairs)}; connect positive_1 and positive_2")
-        if mode not in ("average", "alternate"):
-            raise ValueError(f"mode {mode!r} is not one of average, alternate")
         views = tuple(View(v, grid=patch_grid, seed=patch_seed, skew=skew) for _, v in pairs)
         pixel = multiview.is_pixel_space(model)
-        for i, ((cond, _), view) in enumerate(zip(pairs, views), start=1):
+        for (i, _, _), (cond, _), view in zip(numbered, pairs, views):
             multiview.check_conditioning(cond, f"positive_{i}")
             if view.pixel_space_only and not pixel:
                 raise ValueError(f"view_{i} is {view.name}, which only works on pixel-space models (3-channel latents); "

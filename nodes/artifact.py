@@ -27,7 +27,7 @@ from comfy_api.latest import io
 from ..kernels import artifact
 from ..kernels.heatmap import colorize
 from ..models import checkpoint
-from .common import CATEGORY
+from .common import CATEGORY, check_finite
 
 log = logging.getLogger("stepwise")
 
@@ -102,15 +102,17 @@ class LoadArtifactEstimator(io.ComfyNode):
             description="Loads an artifact estimator trained by `train.py estimator` from models/stepwise.",
             inputs=[io.Combo.Input("estimator_name", options=estimator_files(),
                                    tooltip="An estimator checkpoint (.safetensors) in models/stepwise.")],
-            outputs=[Estimator.Output("estimator", tooltip="The estimator, for Artifact Estimator and Artifact "
-                                                           "Early Reject (mode: trained).")],
+            outputs=[Estimator.Output("estimator", display_name="estimator",
+                                      tooltip="The estimator, for Artifact Estimator and Artifact Early Reject "
+                                              "(mode: trained).")],
         )
 
     @classmethod
     def execute(cls, estimator_name) -> io.NodeOutput:
         from .loader import FOLDER
 
-        path = folder_paths.get_full_path(FOLDER, estimator_name)
+        named = isinstance(estimator_name, str) and estimator_name
+        path = folder_paths.get_full_path(FOLDER, estimator_name) if named else None
         if path is None:
             raise ValueError(f"estimator_name {estimator_name!r} is not in models/{FOLDER}; put train.py's "
                              "estimator there")
@@ -216,7 +218,8 @@ class ArtifactEstimator(io.ComfyNode):
                                tooltip="Noise level of the latent: 0 for a finished one. Ignored when sigmas is "
                                        "connected or the latent carries its sigma (from Artifact Early Reject)."),
                 io.Float.Input("probe_sigma", default=1.0, min=0.01, max=100.0, step=0.01,
-                               tooltip="training-free: the noise level x0 is re-noised to before denoising again."),
+                               tooltip="training-free: the noise level (σ) x0 is re-noised to before it is denoised "
+                                       "again; 1.0 is about timestep 350 of SD1.5's schedule."),
                 io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1,
                                tooltip="CFG scale of the model calls (1 = one call, positive only)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=False,
@@ -232,14 +235,17 @@ class ArtifactEstimator(io.ComfyNode):
             outputs=[
                 io.Float.Output("scores", display_name="scores", is_output_list=True,
                                 tooltip="One score per image; higher means more artifact."),
-                io.Mask.Output("heatmap", tooltip="Where the artifacts are, 0..1 at image resolution."),
-                io.Image.Output("overlay", tooltip="The heatmap over the decoded image (or alone without a VAE)."),
+                io.Mask.Output("heatmap", display_name="heatmap",
+                               tooltip="Where the artifacts are, 0..1 at image resolution."),
+                io.Image.Output("overlay", display_name="overlay",
+                                tooltip="The heatmap over the decoded image (or alone without a VAE)."),
             ],
         )
 
     @classmethod
     def execute(cls, model, positive, negative, latent, mode, sigma, probe_sigma, cfg, seed, estimator=None,
                 sigmas=None, step=0, vae=None) -> io.NodeOutput:
+        check_finite(sigma=sigma, probe_sigma=probe_sigma, cfg=cfg)
         check_mode(mode, estimator, model)
         if sigmas is not None:
             if not 0 <= step < len(sigmas):

@@ -29,9 +29,10 @@ from comfy_api.latest import io
 
 from ..kernels import artifact
 from .artifact import MODES, Estimator, check_mode, image_scale
-from .common import CATEGORY
+from .common import CATEGORY, check_choice, check_finite
 
 log = logging.getLogger("stepwise")
+MAX_SEED = 0xFFFFFFFFFFFFFFFF  # the host's largest seed (torch takes seeds up to 2**64 - 1)
 
 
 class _Probe(Exception):
@@ -78,39 +79,55 @@ class ArtifactEarlyReject(io.ComfyNode):
                          "model's denoised estimate, and finishes only the best ones: each kept image is exactly "
                          "what a KSampler with its seed gives, at a fraction of the cost of finishing every seed."),
             inputs=[
-                io.Model.Input("model", tooltip="The diffusion model."),
-                io.Conditioning.Input("positive", tooltip="Positive conditioning."),
-                io.Conditioning.Input("negative", tooltip="Negative conditioning."),
+                io.Model.Input("model", tooltip="The diffusion model to sample with."),
+                io.Conditioning.Input("positive", tooltip="Positive conditioning, as in KSampler."),
+                io.Conditioning.Input("negative", tooltip="Negative conditioning, as in KSampler."),
                 io.Latent.Input("latent_image", tooltip="The latent to sample from (batch size 1)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="First seed; the candidates are seed, seed+1, ..., seed+seeds-1."),
-                io.Int.Input("seeds", default=4, min=1, max=64, tooltip="K: how many seeds to start."),
+                io.Int.Input("seeds", default=4, min=1, max=64, tooltip="K: how many seeds to sample up to the probe."),
                 io.Int.Input("keep", default=1, min=1, max=64, tooltip="M: how many to finish (at most seeds)."),
-                io.Int.Input("steps", default=20, min=2, max=10000, tooltip="Sampling steps N."),
-                io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="CFG scale."),
-                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, tooltip="The sampler."),
-                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, tooltip="The scheduler."),
+                io.Int.Input("steps", default=20, min=2, max=10000,
+                             tooltip="N: sampling steps of each seed, as in KSampler."),
+                io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Classifier-free guidance scale, as in KSampler."),
+                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS,
+                               tooltip="The host sampler, as in KSampler."),
+                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS,
+                               tooltip="The host scheduler, as in KSampler."),
                 io.Float.Input("probe", default=0.5, min=0.01, max=0.99, step=0.01,
-                               tooltip="Where to judge, as a fraction of the steps (strictly between 0 and 1)."),
+                               tooltip="Where to judge, as a fraction of the steps, strictly between 0 and 1 (0.5 with "
+                                       "20 steps: judged at step 10)."),
                 io.Combo.Input("mode", options=list(MODES), default="training-free",
                                tooltip="trained: the connected estimator; training-free: how much x0 still moves."),
                 io.Int.Input("window", default=3, min=1, max=50,
                              tooltip="training-free: how many recent steps of x0 the instability looks at."),
-                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, tooltip="As in KSampler."),
+                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Share of the schedule to run, as in KSampler (1 = from pure noise)."),
                 Estimator.Input("estimator", optional=True, tooltip="From Load Artifact Estimator (mode trained)."),
                 io.Vae.Input("vae", optional=True, tooltip="Sets the image resolution of the heatmaps."),
             ],
             outputs=[
-                io.Latent.Output("kept", display_name="LATENT", tooltip="The kept seeds' finished latents, best first."),
-                io.Float.Output("scores", is_output_list=True, tooltip="Their scores at the probe (lower is better)."),
-                io.Mask.Output("heatmaps", tooltip="Their heatmaps at the probe, 0..1 at image resolution."),
-                io.String.Output("report", tooltip="JSON: every seed's score, which were kept, model calls."),
+                io.Latent.Output("kept", display_name="latent",
+                                 tooltip="The kept seeds' finished latents, best first."),
+                io.Float.Output("scores", display_name="scores", is_output_list=True,
+                                tooltip="Their scores at the probe (lower is better)."),
+                io.Mask.Output("heatmaps", display_name="heatmaps",
+                               tooltip="Their heatmaps at the probe, 0..1 at image resolution."),
+                io.String.Output("report", display_name="report",
+                                 tooltip="JSON: every seed's score, which were kept, model calls."),
             ],
         )
 
     @classmethod
     def execute(cls, model, positive, negative, latent_image, seed, seeds, keep, steps, cfg, sampler_name, scheduler,
                 probe, mode, window, denoise, estimator=None, vae=None) -> io.NodeOutput:
+        check_finite(cfg=cfg, probe=probe, denoise=denoise)
+        check_choice("sampler_name", sampler_name, comfy.samplers.KSampler.SAMPLERS)
+        check_choice("scheduler", scheduler, comfy.samplers.KSampler.SCHEDULERS)
+        if seed + seeds - 1 > MAX_SEED:
+            raise ValueError(f"seed {seed} is too large for {seeds} seeds: the candidates seed..seed+{seeds - 1} must "
+                             f"not exceed {MAX_SEED}; use a seed up to {MAX_SEED - seeds + 1}")
         if keep > seeds:
             raise ValueError(f"keep ({keep}) must not exceed seeds ({seeds}): K seeds are started, the best M kept")
         if not 0 < probe < 1:

@@ -10,7 +10,7 @@ from comfy_api.latest import io
 
 from ..kernels.views import View
 from . import multiview
-from .common import CATEGORY
+from .common import CATEGORY, check_choice, check_finite
 
 SPLITS = ["low_high", "low_mid_high", "gray_color"]
 
@@ -52,15 +52,16 @@ class HybridNoise(io.ComfyNode):
             ],
             outputs=[
                 io.Model.Output("patched_model", display_name="model", tooltip="The model with the hybrid's per-step combination attached."),
-                io.Conditioning.Output("positive", tooltip="The prompts with their bands; use as the sampler's positive."),
+                io.Conditioning.Output("positive", display_name="positive",
+                                       tooltip="The prompts with their bands; use as the sampler's positive."),
             ],
         )
 
     @classmethod
     def execute(cls, model, positive_a, positive_b, positive_c=None, split="low_high", auto_sigma=True,
                 blur_sigma=2.0, blur_sigma_fine=0.5, kernel_size=0) -> io.NodeOutput:
-        if split not in SPLITS:
-            raise ValueError(f"split {split!r} is not one of {', '.join(SPLITS)}")
+        check_choice("split", split, SPLITS)
+        check_finite(blur_sigma=blur_sigma, blur_sigma_fine=blur_sigma_fine)
         conds = [positive_a, positive_b]
         if split == "low_mid_high":
             if positive_c is None:

@@ -16,7 +16,7 @@ from comfy_api.latest import io
 
 from ..kernels.pose import parse, select
 from ..models.pose import POSE_KEY, STRENGTH_KEY
-from .common import CATEGORY
+from .common import CATEGORY, check_finite
 
 PoseKeypoint = io.Custom("POSE_KEYPOINT")
 
@@ -64,7 +64,7 @@ class KeypointCondition(io.ComfyNode):
                              tooltip="Longer side of the skeleton preview image."),
             ],
             outputs=[
-                io.Conditioning.Output("posed", display_name="CONDITIONING",
+                io.Conditioning.Output("posed", display_name="conditioning",
                                        tooltip="The conditioning with the pose attached."),
                 io.Image.Output("skeleton", display_name="preview",
                                 tooltip="The parsed skeleton(s), as the model will read them."),
@@ -74,6 +74,7 @@ class KeypointCondition(io.ComfyNode):
     @classmethod
     def execute(cls, image_index, person, max_people, strength, preview_size, conditioning=None, pose_keypoint=None,
                 pose_json="") -> io.NodeOutput:
+        check_finite(strength=strength)
         has_json = bool(pose_json and pose_json.strip())
         if pose_keypoint is not None and has_json:
             raise ValueError("both pose_keypoint and pose_json are given; connect one of them")

@@ -30,6 +30,9 @@ def pose_files() -> list[str]:
 
 def _path(pose_file: str) -> str:
     root = os.path.abspath(folder_paths.get_input_directory())
+    if not isinstance(pose_file, str) or not pose_file:
+        raise ValueError(f"pose_file {pose_file!r} is not a file name; choose a JSON file in ComfyUI's input folder "
+                         f"({root})")
     path = os.path.normpath(os.path.join(root, pose_file))  # no way out by "..", symlinks inside are fine
     if os.path.commonpath([root, path]) != root or not os.path.isfile(path):
         raise ValueError(f"pose_file {pose_file!r} is not a JSON file in ComfyUI's input folder ({root}); put the "
@@ -51,7 +54,7 @@ class LoadPoseKeypoint(io.ComfyNode):
                                tooltip="A .json pose file in ComfyUI's input folder."),
             ],
             outputs=[
-                PoseKeypoint.Output("pose_keypoint", display_name="POSE_KEYPOINT",
+                PoseKeypoint.Output("pose_keypoint", display_name="pose_keypoint",
                                     tooltip="One entry per image: people[].pose_keypoints_2d (OpenPose-18, pixels) "
                                             "with canvas_width and canvas_height."),
             ],

@@ -44,15 +44,15 @@ class LoadStepwiseCheckpoint(io.ComfyNode):
                                tooltip="A .safetensors file written by train.py, in models/stepwise."),
             ],
             outputs=[
-                io.Model.Output("model", tooltip="The checkpoint's diffusion model."),
-                io.String.Output("info", tooltip="The checkpoint's metadata: kind, parameterisation, latent space, "
+                io.Model.Output("model", display_name="model", tooltip="The checkpoint's diffusion model."),
+                io.String.Output("info", display_name="info", tooltip="The checkpoint's metadata: kind, parameterisation, latent space, "
                                                  "trained timestep range, training summary."),
             ],
         )
 
     @classmethod
     def execute(cls, ckpt_name) -> io.NodeOutput:
-        path = folder_paths.get_full_path(FOLDER, ckpt_name)
+        path = folder_paths.get_full_path(FOLDER, ckpt_name) if isinstance(ckpt_name, str) and ckpt_name else None
         if path is None:
             raise ValueError(f"ckpt_name {ckpt_name!r} is not in models/{FOLDER} "
                              f"({', '.join(folder_paths.get_folder_paths(FOLDER))}); put train.py's output there")

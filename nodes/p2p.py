@@ -528,7 +528,7 @@ class PromptToPromptAttn(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="StepwisePromptToPromptAttn",
-            display_name="Prompt-to-Prompt (attention)",
+            display_name="Prompt-to-Prompt",
             category=CATEGORY,
             description=(
                 "Prompt-to-Prompt editing (Hertz et al. 2022): the source and the target prompt are sampled together "
@@ -571,11 +571,11 @@ class PromptToPromptAttn(io.ComfyNode):
                 io.Latent.Input("latent", tooltip="One empty or encoded latent (batch_size 1); it becomes the pair."),
             ],
             outputs=[
-                io.Model.Output("patched_model", display_name="MODEL",
-                                tooltip="The model with the edit attached; sample it with positive and LATENT."),
+                io.Model.Output("patched_model", display_name="model",
+                                tooltip="The model with the edit attached; sample it with positive and latent."),
                 io.Conditioning.Output("pair_positive", display_name="positive",
                                        tooltip="[source, target]: connect to the sampler's positive."),
-                io.Latent.Output("pair_latent", display_name="LATENT",
+                io.Latent.Output("pair_latent", display_name="latent",
                                  tooltip="Two rows with identical noise: source, target."),
             ],
         )

@@ -81,7 +81,7 @@ class PromptToPromptMaps(io.ComfyNode):
             description=("Per-word cross-attention maps of a Prompt-to-Prompt run (which words attend where), one "
                          "labelled image per word. Connect the KSampler output of that run."),
             inputs=[
-                io.Latent.Input("samples", tooltip="The sampler's output for the Prompt-to-Prompt node's LATENT."),
+                io.Latent.Input("samples", tooltip="The sampler's output for the Prompt-to-Prompt node's latent."),
                 io.Combo.Input("row", options=list(ROWS), default="target",
                                tooltip="Whose maps: the target (edited) prompt, the source prompt, or both "
                                        "(source words first)."),
@@ -93,7 +93,7 @@ class PromptToPromptMaps(io.ComfyNode):
                 io.Image.Input("image", optional=True,
                                tooltip="Optional: the decoded images of the run (2 rows); maps are drawn over them."),
             ],
-            outputs=[io.Image.Output("maps", display_name="IMAGE",
+            outputs=[io.Image.Output("maps", display_name="maps",
                                      tooltip="One image per word: its attention map with the word written under it.")],
         )
 

@@ -25,7 +25,7 @@ from ..kernels.masks import latent_mask
 from ..kernels.schedule import (covers, segment_schedule, sigma_at_timestep, split_sigmas_at, timestep_at_sigma,
                                 timestep_range_sigmas)
 from ..models.diffusion import checkpoint_meta
-from .common import CATEGORY, sigma_table
+from .common import CATEGORY, check_choice, check_finite, sigma_table
 
 
 def late_schedule(model, scheduler: str, steps: int, sigma_start: float) -> torch.Tensor:
@@ -126,9 +126,9 @@ class LateStepRefine(io.ComfyNode):
                 io.Int.Input("steps", default=20, min=1, max=1000,
                              tooltip="Sampling steps from start_t down to 0 (one more when the scheduler needs it)."),
                 io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="Classifier-free guidance scale."),
+                               tooltip="Classifier-free guidance scale (1 = positive only, one model call per step)."),
                 io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler",
-                               tooltip="The host sampler to use."),
+                               tooltip="The host sampler to use, as in KSampler."),
                 io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="normal",
                                tooltip="The host scheduler; its levels below start_t are used."),
                 io.Int.Input("start_t", default=500, min=0, max=999,
@@ -150,13 +150,19 @@ class LateStepRefine(io.ComfyNode):
                 io.Conditioning.Input("refiner_negative", optional=True,
                                       tooltip="Negative for the refiner if it uses another text encoder."),
             ],
-            outputs=[io.Latent.Output("refined", tooltip="The refined latent.")],
+            outputs=[io.Latent.Output("refined", display_name="latent",
+                                      tooltip="The refined latent (with a mask, unmasked pixels equal the input).")],
         )
 
     @classmethod
     def execute(cls, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler, start_t, split_t,
                 shape_model="base", detail_model="refiner", model=None, refiner=None, mask=None, feather=0.0,
                 refiner_positive=None, refiner_negative=None) -> io.NodeOutput:
+        check_finite(cfg=cfg, feather=feather)
+        check_choice("sampler_name", sampler_name, comfy.samplers.KSampler.SAMPLERS)
+        check_choice("scheduler", scheduler, comfy.samplers.KSampler.SCHEDULERS)
+        check_choice("shape_model", shape_model, ("base", "refiner"))
+        check_choice("detail_model", detail_model, ("base", "refiner"))
         for name, value in (("start_t", start_t), ("split_t", split_t)):
             if not 0 <= value <= 999:
                 raise ValueError(f"{name} {value} is out of range: use a timestep in [0, 999]")

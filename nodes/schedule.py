@@ -33,13 +33,16 @@ class SplitSigmasAtTimestep(io.ComfyNode):
                     default=250,
                     min=0,
                     max=999,
-                    tooltip="Discrete timestep to split at; 250 is the usual shape/detail boundary.",
+                    tooltip="Discrete timestep to split at, 0–999 of the 1000-level training schedule (999 = pure "
+                            "noise); 250 is the usual shape/detail boundary.",
                 ),
             ],
             outputs=[
-                io.Sigmas.Output("high_sigmas", tooltip="The noisy part, ending at the timestep's σ."),
-                io.Sigmas.Output("low_sigmas", tooltip="The clean part, starting at the timestep's σ."),
-                io.Float.Output("sigma", tooltip="σ of the timestep in this model's schedule."),
+                io.Sigmas.Output("high_sigmas", display_name="high_sigmas",
+                                 tooltip="The noisy part, ending at the timestep's σ."),
+                io.Sigmas.Output("low_sigmas", display_name="low_sigmas",
+                                 tooltip="The clean part, starting at the timestep's σ."),
+                io.Float.Output("sigma", display_name="sigma", tooltip="σ of the timestep in this model's schedule."),
             ],
         )
 

@@ -97,7 +97,20 @@ else
   touch "$stamp"
 fi
 
-# --- 3. the pack in the host's custom_nodes ---
+# --- 3. a browser for the frontend tests: the system Chromium ---
+if [ -n "${STEPWISE_CHROMIUM:-}" ]; then
+  say "Chromium for the frontend tests: $STEPWISE_CHROMIUM"
+elif command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
+  say "Chromium for the frontend tests: $(command -v chromium || command -v chromium-browser)"
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  say "installing Chromium for the frontend tests (apt-get install chromium)"
+  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } >/dev/null 2>&1 \
+    || say "warning: apt-get could not install chromium; the frontend tests will be skipped (outside CI)"
+else
+  say "warning: no Chromium; install it (e.g. apt-get install chromium) or set STEPWISE_CHROMIUM for the frontend tests"
+fi
+
+# --- 4. the pack in the host's custom_nodes ---
 link="$HOST/custom_nodes/stepwise"
 if [ -L "$link" ] || [ ! -e "$link" ]; then
   ln -sfn "$REPO" "$link"

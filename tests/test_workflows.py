@@ -19,6 +19,14 @@ def test_every_example_workflow_has_an_api_twin_and_back():
     assert ui_names and ui_names == sorted(NAMES)
 
 
+def test_every_stepwise_node_is_in_an_example_workflow():
+    from stepwise.nodes import NODES
+
+    used = {n["class_type"] for p in TWINS for n in workflow.load(p).values()}
+    unused = sorted(n.GET_SCHEMA().node_id for n in NODES if n.GET_SCHEMA().node_id not in used)
+    assert not unused, f"no example workflow shows {unused}"
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_ui_workflow_converts_to_its_api_twin(server, name):
     info = server.object_info()

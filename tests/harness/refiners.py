@@ -45,6 +45,7 @@ def from_scratch(path: str, arch: str = "tiny", channels: int = 3, latent: str =
 
 DEMO_REFINER = "stepwise-demo-refiner-pixel.safetensors"
 DEMO_POSE = "stepwise-demo-pose-flow.safetensors"
+DEMO_ESTIMATOR = "stepwise-demo-estimator.safetensors"
 EXAMPLE_INPUT = "stepwise_example_corrupted.png"
 EXAMPLE_POSE = "stepwise_example_pose.json"
 
@@ -61,9 +62,26 @@ def _cached(out: str) -> bool:
     return False
 
 
-def demo_pose(directory: str) -> str:
-    """A small pixel-space flow pose model (pose tokens only) trained on 32 px stick figures through train.py
-    (cached)."""
+# The demo models' recipes: (make-data arguments, train.py arguments). Tests train them with the default steps
+# (cached in the zoo); ``make demo`` trains them afresh with more steps (scripts/demo.py).
+DEMO_RECIPES = {
+    "refiner": (["--kind", "shapes", "--n", "128", "--size", "32", "--seed", "11"],
+                ["refiner", "--arch", "tiny", "--space", "pixel", "--t-range", "0", "500", "--batch", "8",
+                 "--lr", "1e-3", "--ema", "0.99", "--resolution", "32", "--seed", "11"]),
+    "pose": (["--kind", "figures", "--n", "128", "--size", "32", "--seed", "11"],
+             ["pose", "--arch", "compact", "--space", "pixel", "--tokens", "fourier", "--parameterisation", "flow",
+              "--batch", "8", "--lr", "1e-3", "--ema", "0.99", "--resolution", "32", "--seed", "11"]),
+    # reads the demo pose model's x0 estimates (null pose) of stick figures with synthetic artifacts
+    "estimator": (["--kind", "figures", "--n", "128", "--size", "32", "--seed", "12"],
+                  ["estimator", "--arch", "tiny", "--batch", "8", "--lr", "2e-3", "--ema", "0.99", "--resolution",
+                   "32", "--eval-steps", "4", "--seed", "12"]),
+}
+DEMO_STEPS = {"refiner": 200, "pose": 300, "estimator": 60}
+
+
+def train_demo(kind: str, out: str, steps: int | None = None, base: str | None = None, cache: bool = True) -> str:
+    """Train one demo model through train.py (make-data, then the trainer) into ``out``; with ``cache`` a readable
+    checkpoint already there is kept."""
     import os
     import subprocess
     import sys
@@ -71,18 +89,36 @@ def demo_pose(directory: str) -> str:
 
     from . import paths
 
-    out = os.path.join(directory, DEMO_POSE)
-    if _cached(out):
+    if cache and _cached(out):
         return out
+    data_args, train_args = DEMO_RECIPES[kind]
     train = os.path.join(paths.REPO, "train.py")
-    with tempfile.TemporaryDirectory(prefix="stepwise-demo-figures-") as data:
-        subprocess.run([sys.executable, train, "make-data", "--kind", "figures", "--n", "128", "--size", "32",
-                        "--out", data, "--seed", "11"], check=True, capture_output=True)
-        subprocess.run([sys.executable, train, "pose", "--data", data, "--out", out, "--arch", "compact",
-                        "--space", "pixel", "--tokens", "fourier", "--parameterisation", "flow", "--steps", "300", "--batch", "8", "--lr", "1e-3",
-                        "--ema", "0.99", "--resolution", "32", "--seed", "11"], check=True, capture_output=True)
-    os.remove(out + ".train-state")
+    with tempfile.TemporaryDirectory(prefix=f"stepwise-demo-{kind}-") as data:
+        subprocess.run([sys.executable, train, "make-data", *data_args, "--out", data], check=True,
+                       capture_output=True)
+        cmd = [sys.executable, train, *train_args, "--data", data, "--out", out,
+               "--steps", str(steps or DEMO_STEPS[kind])] + (["--base", base] if base else [])
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"train.py {kind} failed:\n{done.stderr[-3000:]}")
+    state = out + ".train-state"
+    if os.path.exists(state):
+        os.remove(state)
     return out
+
+
+def demo_pose(directory: str) -> str:
+    """A small pixel-space flow pose model (pose tokens only) trained on 32 px stick figures (cached)."""
+    import os
+
+    return train_demo("pose", os.path.join(directory, DEMO_POSE))
+
+
+def demo_estimator(directory: str) -> str:
+    """A small artifact estimator for the demo pose model (cached)."""
+    import os
+
+    return train_demo("estimator", os.path.join(directory, DEMO_ESTIMATOR), base=demo_pose(directory))
 
 
 def example_pose(directory: str) -> str:
@@ -107,27 +143,10 @@ def example_pose(directory: str) -> str:
 
 
 def demo_refiner(directory: str) -> str:
-    """A small pixel-space refiner trained on [0, 500) of the shapes world through train.py (cached)."""
+    """A small pixel-space refiner trained on [0, 500) of the shapes world (cached)."""
     import os
-    import subprocess
-    import sys
-    import tempfile
 
-    from . import paths
-
-    out = os.path.join(directory, DEMO_REFINER)
-    if _cached(out):
-        return out
-    train = os.path.join(paths.REPO, "train.py")
-    with tempfile.TemporaryDirectory(prefix="stepwise-demo-data-") as data:
-        subprocess.run([sys.executable, train, "make-data", "--kind", "shapes", "--n", "128", "--size", "32",
-                        "--out", data, "--seed", "11"], check=True, capture_output=True)
-        subprocess.run([sys.executable, train, "refiner", "--data", data, "--out", out, "--arch", "tiny",
-                        "--space", "pixel", "--t-range", "0", "500", "--steps", "200", "--batch", "8",
-                        "--lr", "1e-3", "--ema", "0.99", "--resolution", "32", "--seed", "11"],
-                       check=True, capture_output=True)
-    os.remove(out + ".train-state")
-    return out
+    return train_demo("refiner", os.path.join(directory, DEMO_REFINER))
 
 
 def example_input(directory: str, size: int = 64) -> str:

@@ -132,8 +132,12 @@ def api_to_ui(api: dict, object_info: dict) -> dict:
                             "links": out_links.get((nid, slot), []), "slot_index": slot})
         col = depth[nid]
         y = column_y.get(col, 60)
-        height = 60 + 26 * (len(inputs) + len(widgets) + len(outputs))
-        column_y[col] = y + height + 60
+        # Roughly the height the web UI draws: slot rows, widget rows, text boxes, an image preview.
+        multiline = sum(1 for name, kind, options in _input_specs(info)
+                        if kind == "STRING" and options.get("multiline") and name in node["inputs"])
+        preview = 240 if info.get("output_node") and not info["output"] else 0
+        height = 40 + 24 * (max(len(inputs), len(outputs)) + len(widgets)) + 90 * multiline + preview
+        column_y[col] = y + height + 50
         ui_node = {"id": int(nid), "type": node["class_type"], "pos": [40 + 340 * col, y], "size": [300, height],
                    "flags": {}, "order": idx, "mode": 0, "inputs": inputs, "outputs": outputs,
                    "properties": {"Node name for S&R": node["class_type"]}, "widgets_values": widgets}

@@ -1,0 +1,81 @@
+"""``make screenshots``: every example workflow run in the host's web UI, for the README and the template picker.
+
+Drives the real frontend exactly as ``tests/test_frontend.py`` does (pick the template, Run, wait for the images
+on the canvas) and writes
+
+- ``docs/screenshots/<workflow>.png``: the whole graph after the run, as the artist sees it;
+- ``example_workflows/<workflow>.jpg``: the template's thumbnail (the workflow's output images side by side),
+  which the host serves beside the workflow for the UI's template picker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+
+from harness import frontend, host, paths  # noqa: E402
+from harness.server import example_assets, stepwise_server  # noqa: E402
+
+log = logging.getLogger("screenshots")
+
+
+def thumbnail(images, size: int = 384):
+    """The output images side by side (nearest-neighbour upscaled: the demo models draw 32 px pictures), on a
+    square dark card."""
+    import numpy as np
+    from PIL import Image
+
+    cols = min(len(images), 3)
+    rows = -(-len(images) // cols)
+    cell = size // max(cols, rows)
+    card = Image.new("RGB", (size, size), (24, 24, 24))
+    x0 = (size - cols * cell) // 2
+    y0 = (size - rows * cell) // 2
+    for i, im in enumerate(images):
+        tile = Image.fromarray((np.clip(im, 0, 1) * 255).round().astype("uint8"))
+        if max(tile.size) > cell - 4:
+            tile.thumbnail((cell - 4, cell - 4))
+        scale = max(1, (cell - 4) // max(tile.size))
+        tile = tile.resize((tile.width * scale, tile.height * scale), Image.NEAREST)
+        r, c = divmod(i, cols)
+        card.paste(tile, (x0 + c * cell + (cell - tile.width) // 2, y0 + r * cell + (cell - tile.height) // 2))
+    return card
+
+
+def main(argv=None) -> int:
+    host.setup()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=os.path.join(paths.REPO, "docs", "screenshots"))
+    parser.add_argument("--only", nargs="*", help="workflow names (default: every file in example_workflows/)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="screenshots: %(message)s", force=True)
+    why = frontend.unavailable()
+    if why:
+        parser.error(why)
+    names = sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(paths.EXAMPLE_WORKFLOWS, "*.json")))
+    if args.only:
+        names = [n for n in names if n in args.only]
+    zoo = paths.zoo_dir()
+    with tempfile.TemporaryDirectory(prefix="stepwise-shots-") as base:
+        server = stepwise_server(base, {f: os.path.join(zoo, f) for f in paths.TINY}, **example_assets(zoo))
+        with server, frontend.Frontend(server, viewport=(2200, 1300)) as ui:
+            for name in names:
+                shot = os.path.join(args.out, name + ".png")
+                run = ui.run_template(name, screenshot=shot)
+                if run.response_status != 200 or run.entry is None:
+                    raise RuntimeError(f"{name}: the UI's prompt was refused: {run.response}")
+                thumb = os.path.join(paths.EXAMPLE_WORKFLOWS, name + ".jpg")
+                thumbnail(server.output_images(run.entry)).save(thumb, quality=88)
+                log.info("%s: %.1fs -> %s, %s", name, run.seconds, os.path.relpath(shot, paths.REPO),
+                         os.path.relpath(thumb, paths.REPO))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
