@@ -25,7 +25,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from harness import host, paths, workflow  # noqa: E402
+from harness import host, images, paths, workflow  # noqa: E402
 from harness.server import stepwise_server  # noqa: E402
 
 host.setup()  # puts the host and the pack on sys.path (the harness's model recipes import them)
@@ -71,7 +71,6 @@ def stepwise_nodes(prompt: dict, object_info: dict) -> list[str]:
 
 def contact_sheet(rows: list[dict], path: str, tile: int = 160) -> None:
     """One row per workflow: its title and Stepwise nodes above its images, each captioned with its saving node."""
-    import numpy as np
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default(size=14)
@@ -90,11 +89,7 @@ def contact_sheet(rows: list[dict], path: str, tile: int = 160) -> None:
                   fill=(70, 70, 70), font=small)
         y += head
         for i, (array, caption) in enumerate(zip(row["images"], row["captions"])):
-            im = Image.fromarray((np.clip(array, 0, 1) * 255).round().astype("uint8"))
-            if max(im.size) > tile:
-                im.thumbnail((tile, tile))
-            scale = max(1, tile // max(im.size))
-            im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+            im = images.tile(array, tile)
             x = pad + i * (tile + pad)
             sheet.paste(im, (x + (tile - im.width) // 2, y + (tile - im.height) // 2))
             for j, line in enumerate(_wrap(caption, 26)[:2]):

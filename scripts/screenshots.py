@@ -19,30 +19,25 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from harness import frontend, host, paths  # noqa: E402
+from harness import frontend, host, images, paths  # noqa: E402
 from harness.server import example_assets, stepwise_server  # noqa: E402
 
 log = logging.getLogger("screenshots")
 
 
-def thumbnail(images, size: int = 384):
+def thumbnail(arrays, size: int = 384):
     """The output images side by side (nearest-neighbour upscaled: the demo models draw 32 px pictures), on a
     square dark card."""
-    import numpy as np
     from PIL import Image
 
-    cols = min(len(images), 3)
-    rows = -(-len(images) // cols)
+    cols = min(len(arrays), 3)
+    rows = -(-len(arrays) // cols)
     cell = size // max(cols, rows)
     card = Image.new("RGB", (size, size), (24, 24, 24))
     x0 = (size - cols * cell) // 2
     y0 = (size - rows * cell) // 2
-    for i, im in enumerate(images):
-        tile = Image.fromarray((np.clip(im, 0, 1) * 255).round().astype("uint8"))
-        if max(tile.size) > cell - 4:
-            tile.thumbnail((cell - 4, cell - 4))
-        scale = max(1, (cell - 4) // max(tile.size))
-        tile = tile.resize((tile.width * scale, tile.height * scale), Image.NEAREST)
+    for i, array in enumerate(arrays):
+        tile = images.tile(array, cell - 4)
         r, c = divmod(i, cols)
         card.paste(tile, (x0 + c * cell + (cell - tile.width) // 2, y0 + r * cell + (cell - tile.height) // 2))
     return card

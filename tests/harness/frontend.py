@@ -13,6 +13,8 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
+from . import paths, workflow
+
 # Node types the frontend creates itself (never sent to /prompt, never in /object_info).
 FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 
@@ -48,7 +50,6 @@ class FrontendRun:
     entry: dict | None = None  # the finished history entry
     dialogs: list = field(default_factory=list)  # texts of dialogs left open after loading
     failed_requests: list = field(default_factory=list)  # (status, url) answered >= 400 while loading
-    console_errors: list = field(default_factory=list)
     screenshot: str | None = None
     seconds: float = 0.0
 
@@ -129,10 +130,9 @@ class Frontend:
         start = time.perf_counter()
         page = self.open()
         try:
-            page.on("console", lambda m: result.console_errors.append(m.text) if m.type == "error" else None)
             page.on("response", lambda r: result.failed_requests.append((r.status, r.url))
                     if r.status >= 400 else None)
-            expected = len(json.load(open(os.path.join(_examples(), name + ".json")))["nodes"])
+            expected = len(workflow.load(os.path.join(paths.EXAMPLE_WORKFLOWS, name + ".json"))["nodes"])
             self.pick_template(page, module, name)
             page.wait_for_function(f"window.app.graph.nodes.length === {expected}", timeout=60_000)
             page.wait_for_timeout(500)  # a missing-nodes dialog opens right after the graph is configured
@@ -163,8 +163,3 @@ class Frontend:
         result.seconds = time.perf_counter() - start
         return result
 
-
-def _examples() -> str:
-    from . import paths
-
-    return paths.EXAMPLE_WORKFLOWS
