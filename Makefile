@@ -1,4 +1,4 @@
-# Stepwise: make host | make test | make demo   (see README.md)
+# Stepwise: make host | make check | make test | make demo   (see README.md)
 #
 # COMFYUI_PATH, COMFYUI_SOURCE and STEPWISE_VENV (see scripts/host.sh) may be set in the environment or on
 # the command line, e.g. `make host COMFYUI_SOURCE=/path/to/ComfyUI/.git`.
@@ -8,11 +8,15 @@ VENV := $(or $(STEPWISE_VENV),$(CURDIR)/.venv)
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help host zoo zoo-tiny test test-fast test-gpu demo serve workflows screenshots bench eval clean
+.PHONY: help host lock check lint zoo zoo-tiny test test-fast test-gpu demo serve workflows screenshots bench eval clean
 
 help:
-	@echo "make host       put the pinned ComfyUI in place, build its venv, link the pack"
-	@echo "make test       the whole suite except gpu tests (real host, zoo, real server)"
+	@echo "make host       put the pinned ComfyUI in place, install its venv from host.lock, link the pack"
+	@echo "make lock       regenerate host.lock (exact versions and hashes) from ComfyUI's requirements, the pack's"
+	@echo "                dependencies, host-requirements.txt and host-constraints.txt"
+	@echo "make check      the host-free tier (tests/unit): kernels and pure models, under a minute, no ComfyUI"
+	@echo "make lint       ruff (configured in pyproject.toml)"
+	@echo "make test       lint and every tier except gpu tests (unit, in-process host + zoo, real server + browser)"
 	@echo "make test-gpu   the gpu-marked tests (needs CUDA)"
 	@echo "make demo       train the demo models (<= 10 min on 2 cores), run every example workflow through a real"
 	@echo "                server -> demo-output/ (images, contact_sheet.png, report.md)"
@@ -22,22 +26,32 @@ help:
 	@echo "make eval       quality experiments (eval/results/*.json); not part of make test"
 	@echo "make screenshots  run every example workflow in the web UI (headless Chromium) -> docs/screenshots/,"
 	@echo "                  template thumbnails example_workflows/*.jpg"
-	@echo "make workflows  regenerate example_workflows/ (UI format) from tests/workflows/ (API format)"
+	@echo "make workflows  regenerate example_workflows/ (UI format) from dev/workflows/ (API format)"
 
 host:
 	@bash scripts/host.sh
 
+lock:
+	@bash scripts/lock.sh
+
+# The host-free tier needs only the virtual environment: ComfyUI is made unreachable on purpose.
+check:
+	COMFYUI_PATH=/nonexistent/ComfyUI $(PY) -m pytest -m "not gpu" --timeout 300 tests/unit $(PYTEST_ARGS)
+
+lint:
+	$(PY) -m ruff check .
+
 zoo-tiny: host
-	@$(PY) tests/zoo/build.py
+	@$(PY) dev/build_zoo.py
 
 zoo: host
-	@$(PY) tests/zoo/build.py --full
+	@$(PY) dev/build_zoo.py --full
 
-test: zoo
-	$(PY) -m pytest -m "not gpu" --timeout 1200 $(PYTEST_ARGS)
+test: zoo lint check
+	$(PY) -m pytest -m "not gpu" --timeout 1200 tests/host tests/server $(PYTEST_ARGS)
 
-test-fast: zoo-tiny
-	$(PY) -m pytest -m "not gpu and not slow" --timeout 1200 $(PYTEST_ARGS)
+test-fast: zoo-tiny check
+	$(PY) -m pytest -m "not gpu and not slow" --timeout 1200 tests/host tests/server $(PYTEST_ARGS)
 
 test-gpu: zoo-tiny
 	$(PY) -m pytest -m gpu --timeout 1200 $(PYTEST_ARGS)

@@ -38,22 +38,12 @@ def _host_path() -> str:
     sys.exit("train.py: ComfyUI not found; set COMFYUI_PATH to your ComfyUI folder (or run `make host`)")
 
 
-def import_host_and_pack():
-    """Import the host, then this folder as the package ``stepwise`` (its modules use relative imports)."""
-    host = _host_path()
-    if host not in sys.path:
-        sys.path.insert(0, host)
-    import torch
+def import_pack():
+    """Import this folder as the package ``stepwise`` (its modules use relative imports), host or not.
 
-    import comfy.options
-
-    if "comfy.cli_args" not in sys.modules:  # the host parses its own options, as under main.py (--cpu without CUDA)
-        argv, sys.argv = sys.argv, [sys.argv[0]] + ([] if torch.cuda.is_available() else ["--cpu"])
-        try:
-            comfy.options.enable_args_parsing()
-            import comfy.cli_args  # noqa: F401
-        finally:
-            sys.argv = argv
+    Without the host on ``sys.path`` the package's entry defines no nodes; ``stepwise.kernels`` and the pure parts
+    of ``stepwise.models`` work as they are.
+    """
     if "stepwise" not in sys.modules:
         spec = importlib.util.spec_from_file_location("stepwise", os.path.join(HERE, "__init__.py"),
                                                       submodule_search_locations=[HERE])
@@ -61,6 +51,24 @@ def import_host_and_pack():
         sys.modules["stepwise"] = module
         spec.loader.exec_module(module)
     return sys.modules["stepwise"]
+
+
+def import_host_and_pack():
+    """Import the host (its options parsed by itself, as under main.py: --cpu without CUDA), then the pack."""
+    host = _host_path()
+    if host not in sys.path:
+        sys.path.insert(0, host)
+    import comfy.options
+    import torch
+
+    if "comfy.cli_args" not in sys.modules:
+        argv, sys.argv = sys.argv, [sys.argv[0]] + ([] if torch.cuda.is_available() else ["--cpu"])
+        try:
+            comfy.options.enable_args_parsing()
+            import comfy.cli_args  # noqa: F401
+        finally:
+            sys.argv = argv
+    return import_pack()
 
 
 def _shared(p: argparse.ArgumentParser, arch: str, t_range: tuple[int, int], parameterisation: str = "eps") -> None:

@@ -21,7 +21,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "dev"))
 sys.path.insert(0, HERE)
 
 import report  # noqa: E402
@@ -40,18 +40,18 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     log.setLevel(logging.INFO)  # the host's INFO lines (one per model load) stay quiet
 
-    from harness import host
+    from stepwise_dev import host
 
     host.setup()  # the host on sys.path (CPU as --cpu without CUDA), the pack importable as `stepwise`
-    import torch
-
     import comfy.sample
     import comfy.sd
     import nodes
-    from harness import paths
-    from harness.inprocess import counting, encode, noise_for
+    import torch
+
     from stepwise.nodes.anagram import VisualAnagram
     from stepwise.nodes.hybrid import HybridNoise
+    from stepwise_dev import paths
+    from stepwise_dev.inprocess import counting, encode, noise_for
     from stepwise_zoo.tiny import register
 
     register()

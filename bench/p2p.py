@@ -25,7 +25,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "dev"))
 sys.path.insert(0, HERE)
 
 import report  # noqa: E402
@@ -73,16 +73,16 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     log.setLevel(logging.INFO)
 
-    from harness import host
+    from stepwise_dev import host
 
     host.setup()
-    import torch
-
     import comfy.sample
     import comfy.sd
-    from harness import paths
-    from harness.inprocess import encode
+    import torch
+
     from stepwise.nodes.p2p import PromptToPromptAttn
+    from stepwise_dev import paths
+    from stepwise_dev.inprocess import encode
     from stepwise_zoo.tiny import register
 
     register()

@@ -27,7 +27,6 @@ import sys
 import time
 
 import numpy as np
-
 from common import HERE, REPO, log, start_eval, write_report
 
 
@@ -50,8 +49,7 @@ def main(argv=None) -> int:
 
     from stepwise.kernels import artifact
     from stepwise.models import checkpoint
-    from stepwise.models.estimator_trainer import (DiffusionBase, _to_tensor, corrupted_pairs, mask_to_grid,
-                                                   probe_sigma)
+    from stepwise.models.estimator_trainer import DiffusionBase, _to_tensor, corrupted_pairs, mask_to_grid
     from stepwise.models.world import make_data, shape_image
     from stepwise.nodes.artifact import load_estimator
 

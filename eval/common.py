@@ -9,15 +9,15 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-if os.path.join(REPO, "tests") not in sys.path:
-    sys.path.insert(0, os.path.join(REPO, "tests"))
+if os.path.join(REPO, "dev") not in sys.path:
+    sys.path.insert(0, os.path.join(REPO, "dev"))
 
 log = logging.getLogger("eval")
 
 
 def start_eval(out: str) -> None:
     """Set up the host (and the pack as ``stepwise``) and logging; make the report's folder."""
-    from harness import host
+    from stepwise_dev import host
 
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     host.setup()

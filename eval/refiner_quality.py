@@ -23,7 +23,6 @@ import sys
 import time
 
 import numpy as np
-
 from common import HERE, REPO, log, start_eval, write_report
 
 

@@ -25,7 +25,7 @@ import torch
 from . import checkpoint, diffusion
 from .estimator import ArtifactEstimatorNet
 from .init import seeded_init_
-from .trainer import RefinerOptions, _check_common, _device, _parameterisation_of, _train, _VAE, load_images
+from .trainer import _VAE, RefinerOptions, _check_common, _device, _parameterisation_of, _train, load_images
 
 log = logging.getLogger("stepwise.train")
 

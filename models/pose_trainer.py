@@ -22,7 +22,7 @@ from . import checkpoint, diffusion
 from .init import seeded_init_
 from .pose import POSE_KEY, TOKENS
 from .pose_data import augment, load_pose_samples
-from .trainer import RefinerOptions, _check_common, _device, _parameterisation_of, _train, _VAE
+from .trainer import _VAE, RefinerOptions, _check_common, _device, _parameterisation_of, _train
 
 
 @dataclass

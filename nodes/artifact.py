@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import logging
 
-import torch
-
 import comfy.sample
 import comfy.samplers
 import folder_paths
+import torch
 from comfy_api.latest import io
 
 from ..kernels import artifact

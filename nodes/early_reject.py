@@ -19,12 +19,11 @@ from __future__ import annotations
 import json
 import logging
 
-import torch
-
 import comfy.model_management
 import comfy.sample
 import comfy.samplers
 import comfy.utils
+import torch
 from comfy_api.latest import io
 
 from ..kernels import artifact

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from PIL import ImageDraw
-
 from comfy_api.latest import io
+from PIL import ImageDraw
 
 from ..kernels.pose import parse, select
 from ..models.pose import POSE_KEY, STRENGTH_KEY

@@ -28,9 +28,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-import torch
-
 import comfy.patcher_extension
+import torch
 
 from ..kernels import frequency
 from ..kernels.views import View

@@ -34,18 +34,16 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-import torch
-
 import comfy.k_diffusion.sampling
 import comfy.ldm.modules.attention
 import comfy.patcher_extension
 import comfy.samplers
+import torch
 from comfy_api.latest import io
 
 from ..kernels import attention_edit as ae
 from ..kernels.schedule import in_window, window_end_sigma
-from ..kernels.token_align import (find_word, parse_word_values, parse_words, refine_alignment, replace_mapper,
-                                   word_ids)
+from ..kernels.token_align import find_word, parse_word_values, parse_words, refine_alignment, replace_mapper, word_ids
 from .common import CATEGORY
 
 TAG = "stepwise_p2p"

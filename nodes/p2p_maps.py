@@ -10,9 +10,8 @@ cross-attention at 1/4 of the latent's side, averaged over heads, layers of that
 from __future__ import annotations
 
 import torch
-from PIL import Image, ImageDraw, ImageFont
-
 from comfy_api.latest import io
+from PIL import Image, ImageDraw, ImageFont
 
 from ..kernels.heatmap import colorize, normalise
 from ..kernels.token_align import find_word, parse_words

@@ -13,17 +13,22 @@ and a MASK keeps the unmasked latent equal to the input at every step (host inpa
 
 from __future__ import annotations
 
-import torch
-
 import comfy.model_management
 import comfy.sample
 import comfy.samplers
 import comfy.utils
+import torch
 from comfy_api.latest import io
 
 from ..kernels.masks import latent_mask
-from ..kernels.schedule import (covers, segment_schedule, sigma_at_timestep, split_sigmas_at, timestep_at_sigma,
-                                timestep_range_sigmas)
+from ..kernels.schedule import (
+    covers,
+    segment_schedule,
+    sigma_at_timestep,
+    split_sigmas_at,
+    timestep_at_sigma,
+    timestep_range_sigmas,
+)
 from ..models.diffusion import checkpoint_meta
 from .common import CATEGORY, check_choice, check_finite, sigma_table
 

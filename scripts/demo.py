@@ -1,10 +1,10 @@
 """``make demo``: train the demo models on the synthetic world, run every example workflow through a real server.
 
-1. Trains the three demo checkpoints afresh through ``train.py`` (the recipes of ``tests/harness/refiners.py``,
+1. Trains the three demo checkpoints afresh through ``train.py`` (the recipes of ``dev/stepwise_dev/refiners.py``,
    with more steps): the shapes refiner, the stick-figure pose model and the artifact estimator reading the pose
    model. Budget: 10 minutes on 2 CPU cores for all three (the report says whether it held).
 2. Starts ``main.py --cpu`` on a free loopback port with the pack, the tiny zoo checkpoints, the demo models and
-   the example inputs, and posts each workflow of ``tests/workflows/`` (the API twins of ``example_workflows/``)
+   the example inputs, and posts each workflow of ``dev/workflows/`` (the API twins of ``example_workflows/``)
    to ``/prompt``.
 3. Writes to ``<out>/``: every image (``<workflow>[_i].png``), ``contact_sheet.png`` (a row per workflow, each
    image captioned with the node that saved it, each row with the Stepwise nodes it shows), ``report.json`` and
@@ -23,13 +23,13 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dev"))
 
-from harness import host, images, paths, workflow  # noqa: E402
-from harness.server import stepwise_server  # noqa: E402
+from stepwise_dev import host, images, paths, workflow  # noqa: E402
+from stepwise_dev.server import stepwise_server  # noqa: E402
 
 host.setup()  # puts the host and the pack on sys.path (the harness's model recipes import them)
-from harness import refiners  # noqa: E402
+from stepwise_dev import refiners  # noqa: E402
 
 log = logging.getLogger("demo")
 

@@ -1,4 +1,4 @@
-"""Regenerate ``example_workflows/*.json`` (UI format) from the API-format twins in ``tests/workflows/``.
+"""Regenerate ``example_workflows/*.json`` (UI format) from the API-format twins in ``dev/workflows/``.
 
 The API twins are the authored source; this lays each out as a workflow the web UI loads, using a real
 server's ``/object_info`` for widget order. ``tests/test_workflows.py`` checks the two stay the same graph.
@@ -12,10 +12,10 @@ import os
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dev"))
 
-from harness import host, paths, workflow  # noqa: E402
-from harness.server import example_assets, stepwise_server  # noqa: E402
+from stepwise_dev import host, paths, workflow  # noqa: E402
+from stepwise_dev.server import example_assets, stepwise_server  # noqa: E402
 
 
 def main() -> int:

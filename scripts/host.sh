@@ -7,7 +7,7 @@
 #   PYTHON          interpreter for a new venv      (default python3)
 #
 # Idempotent: a host already at the pinned commit is not fetched again, and the environment is reinstalled
-# only when one of the requirement files changed, so later runs need no network.
+# (from host.lock, exact versions and hashes) only when the lock changed, so later runs need no network.
 set -euo pipefail
 
 PINNED=a125cd84b054a57729b5eecab930ca9408719832
@@ -74,26 +74,36 @@ fi
 check_files
 say "ComfyUI at $HOST ($(git -C "$HOST" rev-parse --short HEAD 2>/dev/null || echo 'not a git checkout'))"
 
-# --- 2. the Python environment ---
-pack_deps=$("$PYTHON" -c 'import sys, tomllib; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))' "$REPO/pyproject.toml")
-stamp_src=$(printf '%s\n%s\n%s\n%s\n' "$(cat "$HOST/requirements.txt")" "$(cat "$REPO/host-constraints.txt")" \
-  "$(cat "$REPO/host-requirements.txt")" "$pack_deps")
-stamp_hash=$(printf '%s' "$stamp_src" | sha256sum | cut -c1-16)
+# --- 2. the Python environment, exactly as host.lock says ---
+# shellcheck source=lock-inputs.sh
+. "$REPO/scripts/lock-inputs.sh"
+LOCK="$REPO/host.lock"
+[ -f "$LOCK" ] || die "$LOCK is missing; run make lock"
+work=$(mktemp -d)
+inputs=$(lock_inputs "$work") || { rm -rf "$work"; die "cannot read the lock's inputs"; }
+rm -rf "$work"
+grep -qx "# inputs-sha256: $inputs" "$LOCK" || die "host.lock was made from other inputs than today's \
+(ComfyUI's requirements.txt, pyproject dependencies, host-requirements.txt, host-constraints.txt); run make lock"
+stamp_hash=$(sha256sum "$LOCK" | cut -c1-16)
 stamp="$VENV/.stepwise-host-$stamp_hash"
 if [ -f "$stamp" ] && "$VENV/bin/python" -c 'import torch, torchvision' 2>/dev/null; then
-  say "environment $VENV is current"
+  say "environment $VENV is current (host.lock $stamp_hash)"
 else
+  if [ -x "$VENV/bin/python" ] && ls "$VENV"/.stepwise-host-* >/dev/null 2>&1; then
+    # made by an earlier `make host` from another lock: start afresh so nothing outside the lock stays behind
+    say "host.lock changed: recreating $VENV"
+    rm -rf "$VENV"
+  elif [ -x "$VENV/bin/python" ]; then
+    say "warning: installing host.lock into $VENV, which this script did not create; packages outside the lock stay"
+  fi
   if [ ! -x "$VENV/bin/python" ]; then
     say "creating virtual environment $VENV"
     "$PYTHON" -m venv "$VENV" || die "cannot create a virtual environment with $PYTHON (set PYTHON to a Python >= 3.10)"
   fi
-  say "installing ComfyUI's requirements, the pack's and the test tools (torch comes with a matching torchvision)"
-  deps_file=$(mktemp)
-  printf '%s\n' "$pack_deps" > "$deps_file"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -c "$REPO/host-constraints.txt" -r "$HOST/requirements.txt" \
-    -r "$REPO/host-requirements.txt" -r "$deps_file" || { rm -f "$deps_file"; die "pip could not install the host's requirements"; }
-  rm -f "$deps_file" "$VENV"/.stepwise-host-*
+  say "installing host.lock (ComfyUI's requirements, the pack's, the test tools; exact versions and hashes)"
+  "$VENV/bin/python" -m pip install -q --require-hashes --no-deps -r "$LOCK" \
+    || die "pip could not install host.lock"
+  "$VENV/bin/python" -m pip check >/dev/null || die "the installed environment is inconsistent: $("$VENV/bin/python" -m pip check)"
   touch "$stamp"
 fi
 

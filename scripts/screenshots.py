@@ -17,10 +17,10 @@ import os
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dev"))
 
-from harness import frontend, host, images, paths  # noqa: E402
-from harness.server import example_assets, stepwise_server  # noqa: E402
+from stepwise_dev import frontend, host, images, paths  # noqa: E402
+from stepwise_dev.server import example_assets, stepwise_server  # noqa: E402
 
 log = logging.getLogger("screenshots")
 

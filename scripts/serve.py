@@ -12,13 +12,13 @@ import logging
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dev"))
 
-from harness import host, paths  # noqa: E402
-from harness.server import example_assets, stepwise_server  # noqa: E402
+from stepwise_dev import host, paths  # noqa: E402
+from stepwise_dev.server import example_assets, stepwise_server  # noqa: E402
 
 host.setup()  # puts the host and the pack on sys.path (the harness's model recipes import them)
-from harness import refiners  # noqa: E402
+from stepwise_dev import refiners  # noqa: E402
 
 log = logging.getLogger("serve")
 

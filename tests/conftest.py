@@ -1,25 +1,18 @@
-"""Fixtures for Stepwise's tests: the real ComfyUI host, the zoo, the pack, and a real server.
+"""Fixtures shared by Stepwise's three test tiers, each a folder:
 
-Tests run inside the host's virtual environment (``make test``). Nothing of ComfyUI is mocked: in-process
-tests import the host's modules, and server tests talk HTTP to ``main.py --cpu``.
+- ``tests/unit``: no host. Kernels and the pure parts of ``models``; ``make check`` runs this tier alone, with
+  only the virtual environment (ComfyUI need not exist).
+- ``tests/host``: the real ComfyUI imported in-process with the tiny zoo (``tests/host/conftest.py`` sets it up).
+- ``tests/server``: a real ``main.py --cpu`` server and the host's web UI in headless Chromium.
+
+Nothing of ComfyUI is mocked. The development package ``dev/stepwise_dev`` (on ``sys.path`` through the pytest
+``pythonpath`` setting) holds the harness the tests share with ``scripts/``, ``bench/`` and ``eval/``.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
-
-from harness import host, paths
-from harness.server import example_assets, stepwise_server
-
-try:
-    host.setup()
-except RuntimeError as e:
-    pytest.exit(str(e), returncode=4)
 
 HAS_CUDA = torch.cuda.is_available()
 
@@ -29,51 +22,3 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not HAS_CUDA:
             item.add_marker(skip_gpu)
-
-
-def _ensure_zoo(full: bool) -> str:
-    zoo = paths.zoo_dir()
-    wanted = list(paths.TINY) + ([paths.FULL_SD15] if full else [])
-    if not all(os.path.isfile(os.path.join(zoo, f)) for f in wanted):
-        cmd = [sys.executable, paths.ZOO_BUILDER, "--out", zoo] + (["--full"] if full else [])
-        subprocess.run(cmd, check=True, cwd=paths.REPO)
-    return zoo
-
-
-@pytest.fixture(scope="session")
-def zoo() -> str:
-    return _ensure_zoo(full=False)
-
-
-@pytest.fixture(scope="session")
-def full_zoo() -> str:
-    return _ensure_zoo(full=True)
-
-
-@pytest.fixture(scope="session")
-def tiny_models(zoo):
-    """The tiny checkpoints loaded in-process through the host's own loader (CPU, fp32)."""
-    from stepwise_zoo.tiny import register
-    import comfy.sd
-
-    register()
-    out = {}
-    for name in paths.TINY:
-        model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(os.path.join(zoo, name))
-        out[name] = (model, clip, vae)
-    return out
-
-
-@pytest.fixture(scope="session")
-def server(tmp_path_factory, zoo):
-    """One real ComfyUI server for the session, with the pack, the zoo fixture node and the zoo checkpoints.
-
-    The full-size checkpoint is linked in when it has been built (``make test`` builds it; the slow test
-    builds it otherwise).
-    """
-    zoo_files = [*paths.TINY, paths.FULL_SD15]
-    checkpoints = {f: os.path.join(zoo, f) for f in zoo_files if os.path.isfile(os.path.join(zoo, f))}
-    srv = stepwise_server(str(tmp_path_factory.mktemp("comfy-base")), checkpoints, **example_assets(zoo))
-    srv.start()
-    yield srv
-    srv.stop()

@@ -1,1 +1,0 @@
-"""Test and demo harness: a real ComfyUI server, the zoo, and workflow helpers."""

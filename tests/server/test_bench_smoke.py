@@ -1,0 +1,34 @@
+"""The benchmark script runs and reports one model call per step (no timing is asserted here)."""
+
+import json
+import os
+import subprocess
+import sys
+
+from stepwise_dev import paths
+
+
+def test_multiview_bench_runs_and_reports_one_call_per_step(tmp_path, zoo):
+    out = tmp_path / "multiview.json"
+    proc = subprocess.run([sys.executable, os.path.join(paths.REPO, "bench", "multiview.py"), "--steps", "1",
+                           "--repeats", "1", "--latent", "8", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=paths.REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["target_wall_ratio"] == 1.10 and len(report["results"]) == 10
+    for row in report["results"]:
+        assert row["model_calls_per_step"] == 1 and row["rows_per_call"] == [row["rows_per_step"]], row
+        assert row["wall_ratio"] > 0
+
+
+def test_p2p_bench_runs_and_reports_every_case(tmp_path, zoo):
+    out = tmp_path / "p2p.json"
+    proc = subprocess.run([sys.executable, os.path.join(paths.REPO, "bench", "p2p.py"), "--steps", "2", "--long", "3",
+                           "--repeats", "1", "--latent", "8", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=paths.REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["targets"] == {"wall_ratio": 1.3, "memory_ratio": 1.1, "flat_ratio": 1.1}
+    assert len(report["results"]) == 6
+    for row in report["results"]:
+        assert row["wall_ratio"] > 0 and row["seconds_median"] > 0, row
