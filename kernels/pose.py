@@ -13,8 +13,8 @@ Formats read by :func:`parse` (a JSON string, or the already-decoded value):
   a joint with confidence ≤ 0 is missing.
 - COCO person annotations: ``{"keypoints": [x, y, v] * 17, ...}`` (``v = 0`` missing), a list of them, or a COCO
   file (``images`` + ``annotations``); the canvas from ``width``/``height`` or the annotation's image.
-- The name-keyed dict of the seed's dataset: ``{"nose": [x, y], "eye_left": [x, y], ...}`` in a 512 px frame
-  (COCO names such as ``left_eye`` are accepted too); absent names are missing joints.
+- The name-keyed dict of the seed's dataset: ``{"nose": [row, col], "eye_left": [row, col], ...}`` in a 512 px
+  frame (COCO names such as ``left_eye`` are accepted too); absent names are missing joints. See :data:`SEED_ORDER`.
 """
 
 from __future__ import annotations
@@ -41,6 +41,13 @@ SEED_NAMES = ("nose", "eye_left", "eye_right", "ear_left", "ear_right", "shoulde
               "elbow_left", "elbow_right", "wrist_left", "wrist_right", "hip_left", "hip_right", "knee_left",
               "knee_right", "ankle_left", "ankle_right")
 SEED_CANVAS = 512
+# Which element of a keypoint in the seed's name-keyed files is which axis. The seed's code calls element 0 ``x``,
+# but its data say otherwise: the seed's published example file (the output of bizarre-pose-estimator, which writes
+# (row, column)) has element 0 growing from the head down, nose 176.8, shoulders 238.4/264.8, elbows 348.4/361.6,
+# wrists 445.2/388.0, hips 533.2/414.4, and its article reads hips at "y >= 512" as "out of the image scope" (below
+# the frame), which is element 0 = 533.2. So element 0 is the row (distance from the top) and element 1 the column.
+# The seed's grid token (:func:`grid_token`) is computed on the elements in that order, so it stays token-exact.
+SEED_ORDER = ("row", "col")
 MISSING_TOKEN = -1
 
 
@@ -107,7 +114,8 @@ def _triples(flat, where: str) -> torch.Tensor:
     return t
 
 
-def _normalise(points: torch.Tensor, width: int | None, height: int | None, where: str) -> tuple[torch.Tensor, int, int]:
+def _normalise(points: torch.Tensor, width: int | None, height: int | None,
+               where: str) -> tuple[torch.Tensor, int, int]:
     """points: J×3 (x, y, visible in {0, 1}) in pixels or normalised → normalised, canvas."""
     present = points[:, 2] > 0
     xy = points[present, :2]
@@ -163,9 +171,10 @@ def _named(d: dict, where: str) -> Frame:
         if value is None:
             continue
         if not isinstance(value, (list, tuple)) or len(value) < 2:
-            _fail(f"{where}: joint {seed_name!r} must be [x, y], got {value!r}")
+            _fail(f"{where}: joint {seed_name!r} must be [row, col] (pixels from the top, from the left), "
+                  f"got {value!r}")
         try:
-            x, y = float(value[0]), float(value[1])
+            y, x = float(value[0]), float(value[1])  # SEED_ORDER: element 0 is the row
         except (TypeError, ValueError):
             _fail(f"{where}: joint {seed_name!r} has a value that is not a number: {value!r}")
         if not (math.isfinite(x) and math.isfinite(y)):
@@ -283,23 +292,26 @@ def crop(pose: torch.Tensor, box: tuple[float, float, float, float]) -> torch.Te
 
 # --- tokens ---
 
-def grid_token(x: float, y: float, dim: int, canvas: int = SEED_CANVAS) -> int:
+def grid_token(row: float, col: float, dim: int, canvas: int = SEED_CANVAS) -> int:
     """The seed's grid token of a point (pixels in a ``canvas``-px frame), bit-exact with its code: floor-divide by
-    the cell size (not when ``dim == canvas``), clip to ``[0, dim − 1]``, round, ``x + y·dim``."""
+    the cell size (not when ``dim == canvas``), clip to ``[0, dim − 1]``, round, ``first + second·dim``.
+
+    The seed's code names its arguments ``x, y`` and passes elements 0 and 1 of its keypoints, which are the row and
+    the column (:data:`SEED_ORDER`); the arguments here are named for what they hold."""
     if dim != canvas:
-        x = x // (canvas / dim)
-        y = y // (canvas / dim)
-    x = min(max(x, 0), dim - 1)
-    y = min(max(y, 0), dim - 1)
-    return int(round(x)) + int(round(y) * dim)
+        row = row // (canvas / dim)
+        col = col // (canvas / dim)
+    row = min(max(row, 0), dim - 1)
+    col = min(max(col, 0), dim - 1)
+    return int(round(row)) + int(round(col) * dim)
 
 
 def grid_tokens(pose: torch.Tensor, dim: int = 32, canvas: int = SEED_CANVAS) -> torch.Tensor:
-    """The 17 grid tokens of a normalised pose (one context token of 17 values, as in the seed); a missing joint
-    is :data:`MISSING_TOKEN`."""
+    """The 17 grid tokens of a normalised pose (one context token of 17 values, as in the seed: row cell + column
+    cell · dim); a missing joint is :data:`MISSING_TOKEN`."""
     out = []
     for x, y, v in pose.tolist():
-        out.append(grid_token(x * canvas, y * canvas, dim, canvas) if v > 0 else MISSING_TOKEN)
+        out.append(grid_token(y * canvas, x * canvas, dim, canvas) if v > 0 else MISSING_TOKEN)
     return torch.tensor(out, dtype=torch.float32)
 
 

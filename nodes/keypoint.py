@@ -49,7 +49,8 @@ class KeypointCondition(io.ComfyNode):
                                    tooltip="Keypoints from an OpenPose/DWPose estimator node (POSE_KEYPOINT)."),
                 io.String.Input("pose_json", multiline=True, default="", optional=True,
                                 tooltip="Or the pose as JSON: OpenPose (people[].pose_keypoints_2d), COCO "
-                                        "(keypoints [x, y, v] * 17) or {\"nose\": [x, y], ...} in a 512 px frame."),
+                                        "(keypoints [x, y, v] * 17) or the seed's {\"nose\": [row, col], ...} in a 512 px "
+                                        "frame (row from the top first, as its files store it)."),
                 io.Int.Input("image_index", default=0, min=0, max=4095,
                              tooltip="Which image of a multi-image pose input to use."),
                 io.Int.Input("person", default=0, min=-1, max=63,

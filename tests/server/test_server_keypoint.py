@@ -26,7 +26,7 @@ def test_the_pose_steers_the_sample(server):
     prompt = _load("keypoint_condition_json")
     first = _image(server, prompt)
     pose = json.loads(prompt["3"]["inputs"]["pose_json"])
-    prompt["3"]["inputs"]["pose_json"] = json.dumps({k: [512 - x, y] for k, (x, y) in pose.items()})  # mirrored
+    prompt["3"]["inputs"]["pose_json"] = json.dumps({k: [row, 512 - col] for k, (row, col) in pose.items()})  # mirrored
     mirrored = _image(server, prompt)
     assert first.shape == (32, 32, 3) and np.abs(first - mirrored).mean() > 0.01
 

@@ -60,8 +60,8 @@ def test_grid_tokens_equal_the_seeds_algorithm_at_edges_and_sizes():
     assert grid_token(16, 0, 32) == 1 and grid_token(0, 16, 32) == 32 and grid_token(512, 512, 32) == 32 * 32 - 1
     pose = torch.zeros(17, 3)
     pose[0] = torch.tensor([0.5, 0.25, 1.0])
-    tokens = grid_tokens(pose, dim=16)
-    assert tokens.shape == (17,) and tokens[0] == 8 + 4 * 16 and (tokens[1:] == MISSING_TOKEN).all()
+    tokens = grid_tokens(pose, dim=16)  # x 0.5 (column cell 8), y 0.25 (row cell 4): the seed's row + column·dim
+    assert tokens.shape == (17,) and tokens[0] == 4 + 8 * 16 and (tokens[1:] == MISSING_TOKEN).all()
 
 
 def test_every_format_parses_to_the_same_coco_array():
@@ -86,7 +86,7 @@ def test_every_format_parses_to_the_same_coco_array():
         assert len(frames) == 1 and (frames[0].width, frames[0].height) == (w, h), name
         torch.testing.assert_close(select(frames[0], 0), norm, atol=1e-5, rtol=0, msg=name)
     # the seed's name-keyed dict in a 512-px frame
-    named = {name: [float(norm[j, 0]) * 512, float(norm[j, 1]) * 512] for j, name in enumerate(SEED_NAMES) if j != 3}
+    named = {name: [float(norm[j, 1]) * 512, float(norm[j, 0]) * 512] for j, name in enumerate(SEED_NAMES) if j != 3}
     torch.testing.assert_close(select(parse(named)[0], 0), norm, atol=1e-5, rtol=0)
 
 
@@ -228,3 +228,55 @@ def test_pck_counts_distance_against_the_figure_size_and_missing_joints_as_wrong
     assert pck(found, truth)[0] == pytest.approx(14 / 16)
     with pytest.raises(ValueError, match="same shape"):
         pck(found[:16], truth)
+
+
+# The seed's published example keypoint file (its dataset post; the output of bizarre-pose-estimator).
+SEED_EXAMPLE = {
+    "nose": [176.8, 256.0], "eye_left": [150.4, 282.4], "eye_right": [168.0, 247.2], "ear_left": [150.4, 322.0],
+    "ear_right": [181.2, 234.0], "shoulder_left": [238.4, 374.8], "shoulder_right": [264.8, 251.6],
+    "elbow_left": [348.4, 361.6], "elbow_right": [361.6, 251.6], "wrist_left": [445.2, 427.6],
+    "wrist_right": [388.0, 225.2], "hip_left": [533.2, 401.2], "hip_right": [414.4, 286.8],
+    "knee_left": [352.8, 220.8], "knee_right": [405.6, 150.4], "ankle_left": [396.8, 128.4],
+    "ankle_right": [392.4, 128.4],
+}
+
+
+def test_the_seeds_files_hold_row_then_column():
+    """Element 0 of the seed's keypoints is the row: in its example the head is above the shoulders, the shoulders
+    above the elbows, the elbows above the hips, and a hip lies below the 512-px frame (533.2), which the seed's
+    article reads as "y >= 512" (out of the image scope)."""
+    pose = select(parse(SEED_EXAMPLE)[0], 0)
+    x, y = pose[:, 0], pose[:, 1]
+    nose, shoulders, elbows, hips = 0, [5, 6], [7, 8], [11, 12]
+    assert y[nose] < y[shoulders].min() and y[shoulders].max() < y[elbows].max() < y[hips].max()
+    assert abs(float(y[11]) - 533.2 / 512) < 1e-6 and abs(float(x[11]) - 401.2 / 512) < 1e-6
+    assert abs(float(x[nose]) - 256.0 / 512) < 1e-6 and abs(float(y[nose]) - 176.8 / 512) < 1e-6
+
+
+def test_a_flip_of_a_seed_file_mirrors_its_columns():
+    """A horizontal flip moves element 1 (the column) of the seed's keypoints and swaps left and right."""
+    mirrored = {name: [row, 512 - col] for name, (row, col) in SEED_EXAMPLE.items()}
+    swapped = {}
+    for name, value in mirrored.items():
+        other = name.replace("_left", "_tmp").replace("_right", "_left").replace("_tmp", "_right")
+        swapped[other] = value
+    flipped = flip_horizontal(select(parse(SEED_EXAMPLE)[0], 0))
+    torch.testing.assert_close(flipped, select(parse(swapped)[0], 0), atol=1e-6, rtol=0)
+    assert torch.equal(flipped[:, 1], select(parse(SEED_EXAMPLE)[0], 0)[[0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11,
+                                                                          14, 13, 16, 15], 1])
+
+
+def test_the_skeleton_preview_of_a_seed_file_draws_each_joint_at_its_row_and_column():
+    """The preview draws a seed file's joints where the file puts them: x from element 1, y from element 0."""
+    from stepwise.kernels.keypoints import find_joints
+    from stepwise.models.world import skeleton_image
+
+    import numpy as np
+
+    inside = {k: v for k, v in SEED_EXAMPLE.items() if v[0] < 512}  # a hip lies below the frame
+    pose = select(parse(inside)[0], 0)
+    found = find_joints(np.asarray(skeleton_image(pose[None].numpy(), 512, 512)))
+    for j, name in enumerate(SEED_NAMES):
+        if name in inside and name not in ("ankle_left", "ankle_right"):  # the two ankles overlap in this pose
+            row, col = inside[name]
+            assert found[j, 2] == 1 and abs(found[j, 0] - col) < 3 and abs(found[j, 1] - row) < 3, name
