@@ -112,7 +112,7 @@ def api_to_ui(api: dict, object_info: dict) -> dict:
             value = node["inputs"].get(name)
             is_link = isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
             if is_link:
-                link_id = next(l[0] for l in links if l[3] == int(nid) and l[4] == name)
+                link_id = next(link[0] for link in links if link[3] == int(nid) and link[4] == name)
                 entry = {"name": name, "type": kind, "link": link_id}
                 if _is_widget(kind, options):
                     entry["widget"] = {"name": name}

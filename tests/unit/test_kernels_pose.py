@@ -268,10 +268,10 @@ def test_a_flip_of_a_seed_file_mirrors_its_columns():
 
 def test_the_skeleton_preview_of_a_seed_file_draws_each_joint_at_its_row_and_column():
     """The preview draws a seed file's joints where the file puts them: x from element 1, y from element 0."""
+    import numpy as np
+
     from stepwise.kernels.keypoints import find_joints
     from stepwise.models.world import skeleton_image
-
-    import numpy as np
 
     inside = {k: v for k, v in SEED_EXAMPLE.items() if v[0] < 512}  # a hip lies below the frame
     pose = select(parse(inside)[0], 0)

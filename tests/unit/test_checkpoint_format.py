@@ -1,0 +1,33 @@
+"""The pack's checkpoint format without the host: metadata refused naming the field (the loader's round trips and
+the network rebuild are in tests/host/test_checkpoint.py)."""
+
+import os
+
+import pytest
+import torch
+
+from stepwise.models import checkpoint
+
+
+def _meta(**over):
+    base = {"kind": "refiner", "network": {"class": "comfy_unet", "unet_config": {}}, "parameterisation": "eps",
+            "latent_space": {"kind": "pixel", "channels": 3}, "timestep_range": [0, 500], "conditioning": "none"}
+    base.update(over)
+    return base
+
+
+@pytest.mark.parametrize("over,match", [({"kind": "vae"}, "unknown kind 'vae'"),
+                                        ({"timestep_range": [500, 500]}, r"timestep_range \[500, 500\]"),
+                                        ({"timestep_range": [0, 1001]}, "timestep_range"),
+                                        ({"parameterisation": "x0"}, "parameterisation 'x0'"),
+                                        ({"latent_space": {"kind": "rgb"}}, "latent_space"),
+                                        ({"format_version": 99}, "newer than this Stepwise reads")])
+def test_bad_metadata_is_refused_naming_the_field(tmp_path, over, match):
+    with pytest.raises(checkpoint.CheckpointError, match=match):
+        checkpoint.save(str(tmp_path / "x.safetensors"), {"w": torch.zeros(1)}, _meta(**over))
+    assert not os.listdir(tmp_path)
+
+
+def test_missing_fields_are_named():
+    with pytest.raises(checkpoint.CheckpointError, match="lacks .*timestep_range"):
+        checkpoint.validate_metadata({k: v for k, v in _meta().items() if k != "timestep_range"} | {"format_version": 1})
