@@ -99,6 +99,29 @@ def reweight(q, k, v, weights, attention: Attention = sdpa) -> torch.Tensor:
     return attention(q, k, scale_tokens(v, weights))
 
 
+def take_source_attention(q: torch.Tensor, k: torch.Tensor, src: list[int], tgt: list[int]) -> None:
+    """In place: the target rows' queries and keys become their source rows', so the target rows attend as the
+    source rows do (with their own values)."""
+    q[tgt] = q[src]
+    k[tgt] = k[src]
+
+
+def edit_rows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, src: list[int], tgt: list[int], m: torch.Tensor,
+              w_src: torch.Tensor, w_own: torch.Tensor | None, attention: Attention,
+              own_attention: Attention | None = None) -> torch.Tensor:
+    """:func:`edit` on batched projections (rows × tokens × features, heads folded into features): the target
+    rows ``tgt`` get the edit from their source rows ``src``, every other row plain ``attention``; the target's own
+    term (``w_own``; None = no share) runs through ``own_attention`` (default ``attention``). ``q``, ``k``, ``v``
+    are overwritten in place (fresh projections: no full copies)."""
+    own = (q[tgt].clone(), k[tgt].clone(), scale_tokens(v[tgt], w_own)) if w_own is not None else None
+    v[tgt] = map_tokens(scale_tokens(v[tgt], w_src), m)
+    take_source_attention(q, k, src, tgt)
+    out = attention(q, k, v)
+    if own is not None:
+        out[tgt] += (own_attention or attention)(*own)
+    return out
+
+
 def token_probs(q: torch.Tensor, k: torch.Tensor, heads: int, tokens: int) -> torch.Tensor:
     """Cross-attention probabilities of every query over the first ``tokens`` keys, averaged over heads, in float32
     (``q``: B×N×(heads·d), ``k``: B×T×(heads·d) with T a multiple of ``tokens``) → B×N×tokens.

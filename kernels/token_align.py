@@ -10,8 +10,12 @@ prompt's tokens).
 - :func:`replace_mapper` (word swap): prompts with the same number of words; unchanged words map one to one;
   a swapped word whose token counts differ spreads each source token's attention evenly over the target word's
   tokens, so a word's total attention is kept.
-- :func:`refine_alignment` (added or changed words): a global alignment of the token ids; aligned target tokens
-  take their source token's attention, new tokens keep their own.
+- :func:`refine_alignment` (added or changed words): a global alignment of the prompts' own tokens (start, words,
+  end: :func:`prompt_length`); aligned target tokens take their source token's attention, new tokens keep their
+  own; the padding after the end token maps to the source's padding, in order. CLIP's end token and its padding
+  share one id (49407): aligning the padded ids instead pairs a longer target's end token with a padding
+  position of the source. As in the reference implementation (google/prompt-to-prompt,
+  ``seq_aligner.get_refinement_mapper``), the prompts' tokens are aligned and the rest is mapped.
 """
 
 from __future__ import annotations
@@ -29,6 +33,13 @@ def word_ids(token_counts: list[int], length: int = 77, start_token: bool = True
     if len(ids) + 1 > length:  # the end token must fit too
         raise ValueError(f"the prompt needs {len(ids) + 1} tokens but a chunk holds {length}; shorten the prompt")
     return ids + [0] * (length - len(ids))
+
+
+def prompt_length(word_ids: list[int], start_token: bool = True) -> int:
+    """Number of a prompt's own tokens (start token, words' tokens, end token) from its per-position word ids
+    (:func:`word_ids`); the positions after them are padding."""
+    last = max((p for p, w in enumerate(word_ids) if w > 0), default=0 if start_token else -1)
+    return last + 2
 
 
 def _word_spans(word_ids: list[int]) -> dict[int, list[int]]:
@@ -101,10 +112,23 @@ def global_alignment(src: list[int], tgt: list[int], match: int = 1, mismatch: i
     return out
 
 
-def refine_alignment(src_ids: list[int], tgt_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+def refine_alignment(src_ids: list[int], tgt_ids: list[int], src_length: int | None = None,
+                     tgt_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(M, keep)`` for a refine edit: ``M`` (n_src × n_tgt) maps each aligned target token to its source token;
-    ``keep`` (n_tgt) is 1 for target tokens with no source counterpart (they keep their own attention)."""
-    aligned = global_alignment(src_ids, tgt_ids)
+    ``keep`` (n_tgt) is 1 for target tokens with no source counterpart (they keep their own attention).
+
+    ``src_length``/``tgt_length`` (:func:`prompt_length`) count the prompts' own tokens (start, words, end); only
+    these are aligned (:func:`global_alignment`). Both end with the end token, which matches nothing else, so the
+    end tokens are always aligned to each other. The positions after them (padding) map to the source's padding
+    one to one, in order; a shorter target's padding beyond the source's keeps its own attention. ``None``: the
+    whole sequence is the prompt."""
+    ns = len(src_ids) if src_length is None else src_length
+    nt = len(tgt_ids) if tgt_length is None else tgt_length
+    if not (0 < ns <= len(src_ids) and 0 < nt <= len(tgt_ids)):
+        raise ValueError(f"prompt lengths {src_length} and {tgt_length} must be between 1 and the token sequences' "
+                         f"lengths ({len(src_ids)} and {len(tgt_ids)})")
+    aligned = global_alignment(list(src_ids[:ns]), list(tgt_ids[:nt]))
+    aligned += [s if s < len(src_ids) else -1 for s in range(ns, ns + len(tgt_ids) - nt)]  # padding, in order
     m = torch.zeros(len(src_ids), len(tgt_ids))
     keep = torch.ones(len(tgt_ids))
     for t, s in enumerate(aligned):
