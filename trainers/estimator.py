@@ -1,0 +1,167 @@
+"""``train.py estimator``: train the artifact estimator on a diffusion model's x0 estimates of synthetic artifacts.
+
+Each step takes clean images and, for each, a corrupted copy from the synthetic artifact generator
+(:func:`stepwise.models.world.corrupt`, every kind, exact masks). Both are noised with the same noise to the same
+timestep (drawn over ``--t-range``, plus a share of finished images at σ = 0) and the diffusion model of
+``--base`` denoises them once: its x0 estimates, exactly what a sampler holds at that step, are what the
+estimator sees. Losses: per-pixel BCE of the logits against the mask on the latent grid (clean images: all
+zeros), plus a logistic ranking loss that makes each corrupted estimate outscore its clean twin.
+
+``--base`` is any checkpoint the host loads (its VAE makes the latents; the empty prompt conditions it) or a
+Stepwise refiner/pose checkpoint (pixel space, or ``--vae`` for its latents): see
+:class:`stepwise.trainers.base.DiffusionBase`. At the end the held-out images (every tenth) are scored at probe
+fractions of a sampling schedule and image/pixel AUROC is logged and saved in the metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from ..models import checkpoint
+from ..models.estimator import ArtifactEstimatorNet
+from ..models.init import seeded_init_
+from .base import DiffusionBase
+from .data import load_images
+from .loop import device_of, train
+from .setup import CheckpointInfo, EstimatorOptions, Setup
+
+log = logging.getLogger("stepwise.train")
+
+WIDTHS = {"tiny": 16, "compact": 24, "small": 32}
+
+
+def corrupted_pairs(images: np.ndarray, rng: np.random.Generator, region=(0.2, 0.45)):
+    """For uint8 images (N×H×W×3): their corrupted copies (every artifact kind) and exact masks (N×H×W)."""
+    from ..models.world import corrupt
+
+    bad, masks = [], []
+    for image in images:
+        for _ in range(20):  # an artifact on a flat region may change nothing: draw until it shows
+            out, mask, _ = corrupt(image, rng, None, region=float(rng.uniform(*region)))
+            if mask.mean() >= 0.01:
+                break
+        bad.append(out)
+        masks.append(mask)
+    return np.stack(bad), np.stack(masks)
+
+
+def mask_to_grid(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Masks (B×H×W) as the share of artifact pixels in each cell of the latent grid (B×h×w)."""
+    return torch.nn.functional.adaptive_avg_pool2d(masks.unsqueeze(1).float(), size).squeeze(1)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Images in [-1, 1] (N×3×H×W) as uint8 N×H×W×3."""
+    return ((images.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 images (N×H×W×3) as N×3×H×W in [-1, 1]."""
+    return torch.from_numpy(images.astype(np.float32) / 127.5 - 1).permute(0, 3, 1, 2)
+
+
+def train_estimator(opts: EstimatorOptions) -> dict:
+    """Train an estimator on ``opts.data`` with ``opts.base``'s x0 estimates; returns the written metadata."""
+    opts.check()
+    if not opts.base:
+        raise ValueError("--base is required: the diffusion model whose x0 estimates the estimator reads")
+    if opts.arch not in WIDTHS:
+        raise ValueError(f"--arch {opts.arch!r} is not one of {', '.join(WIDTHS)}")
+    if opts.lora_rank:
+        raise ValueError("--lora-rank is for refiners")
+    if not 0 <= opts.clean_share < 1:
+        raise ValueError(f"--clean-share {opts.clean_share} must be in [0, 1)")
+    device = device_of(opts.device)
+    torch.manual_seed(opts.seed)
+    images, _, skipped = load_images(opts.data, opts.resolution)
+    if len(images) < 2:
+        raise ValueError(f"--data {opts.data!r} has {len(images)} readable image; the estimator needs at least 2 "
+                         "(every tenth is held out)")
+    held = torch.arange(len(images)) % 10 == 9 if len(images) >= 10 else torch.zeros(len(images), dtype=torch.bool)
+    train_images, test_images = images[~held], images[held]
+    base = DiffusionBase(opts.base, opts.vae, device)
+    lo, hi = base.timestep_range
+    if not lo <= opts.t_range[0] < opts.t_range[1] <= hi:
+        raise ValueError(f"--t-range {opts.t_range[0]} {opts.t_range[1]} lies outside the timesteps --base was trained "
+                         f"on [{lo}, {hi}); its x0 estimates there mean nothing")
+    x_shape = base.encode(train_images[:1]).shape[1:]
+    net = ArtifactEstimatorNet(x_shape[0], width=WIDTHS[opts.arch]).to(device)
+    seeded_init_(net, opts.seed)
+    with torch.no_grad():
+        net.head.weight.zero_()  # start from "no artifact anywhere" (logit −2) rather than from noise
+        net.head.bias.fill_(-2.0)
+    table = base.model.model_sampling.sigmas.detach().to(device)
+    uint8 = to_uint8(train_images)
+
+    def step_loss(idx: torch.Tensor, t: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (), generator=generator)))
+        clean = uint8[idx.numpy()]
+        bad, masks = corrupted_pairs(clean, rng, opts.region)
+        x = base.encode(to_tensor(np.concatenate([clean, bad])))
+        sigma = table[t.to(device)]
+        sigma = torch.where(torch.rand(len(idx), generator=generator).to(device) < opts.clean_share,
+                            torch.zeros_like(sigma), sigma)
+        noise = torch.randn((len(idx), *x_shape), generator=generator).to(device)
+        x0 = base.x0(x, sigma.repeat(2), noise.repeat(2, 1, 1, 1))
+        logits, scores = net(x0, sigma.repeat(2))
+        target = torch.cat([torch.zeros(len(idx), *x_shape[1:]),
+                            mask_to_grid(torch.from_numpy(masks), tuple(x_shape[1:]))]).to(device)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits.squeeze(1).float(), target)
+        rank = torch.nn.functional.softplus(scores[:len(idx)].float() - scores[len(idx):].float()).mean()
+        return bce + opts.rank_weight * rank
+
+    def finish():
+        if len(test_images) >= 2:
+            evaluation = evaluate(net, base, test_images, opts.probes, opts.eval_steps, opts.seed + 1, opts.region)
+            for row in evaluation["probes"]:
+                log.info("held-out: probe %.2f (sigma %.3f): image AUROC %.3f, pixel AUROC %.3f", row["probe"],
+                         row["sigma"], row["image_auroc"], row["pixel_auroc"])
+            meta = checkpoint.read_metadata(opts.out)
+            tensors, _ = checkpoint.load(opts.out)
+            meta["evaluation"] = evaluation
+            checkpoint.save(opts.out, tensors, meta)
+
+    info = CheckpointInfo(
+        kind="estimator", network={"class": "artifact_estimator", "config": net.config(), "arch": opts.arch},
+        parameterisation=base.parameterisation, latent_space=base.latent_space, conditioning="none",
+        base={"name": base.name, "sha256": base.sha256},
+        training={"clean_share": opts.clean_share, "region": list(opts.region), "rank_weight": opts.rank_weight,
+                  "held_out_images": int(held.sum())})
+    setup = Setup(modules=[("", net)], loss=step_loss, images=len(train_images), skipped=skipped, info=info,
+                  finish=finish)
+    return train(opts, setup)
+
+
+def probe_sigma(model_sampling, probe: float, steps: int, scheduler: str = "karras") -> float:
+    """σ after ``round(probe · steps)`` steps of a ``steps``-step schedule (probe 1.0: the finished image, σ = 0)."""
+    import comfy.samplers
+
+    sigmas = comfy.samplers.calculate_sigmas(model_sampling, scheduler, steps).cpu()
+    return float(sigmas[int(round(probe * steps))])
+
+
+@torch.no_grad()
+def evaluate(net, base: DiffusionBase, images: torch.Tensor, probes, steps: int, seed: int, region=(0.2, 0.45)):
+    """Image and pixel AUROC of the estimator on held-out clean/corrupted pairs at each probe fraction."""
+    from ..kernels.artifact import auroc, pixel_auroc
+
+    rng = np.random.default_rng(seed)
+    clean = to_uint8(images)
+    bad, masks = corrupted_pairs(clean, rng, region)
+    x = base.encode(to_tensor(np.concatenate([clean, bad])))
+    labels = torch.cat([torch.zeros(len(clean)), torch.ones(len(bad))])
+    noise = torch.randn((len(clean), *x.shape[1:]), generator=torch.Generator().manual_seed(seed)).to(x.device)
+    rows = []
+    for probe in probes:
+        sigma = probe_sigma(base.model.model_sampling, probe, steps)
+        s = torch.full((len(x),), sigma, device=x.device)
+        x0 = base.x0(x, s, noise.repeat(2, 1, 1, 1))
+        logits, scores = net(x0, s)
+        heat = torch.sigmoid(logits.squeeze(1).float()).cpu()
+        grid = mask_to_grid(torch.from_numpy(masks), tuple(heat.shape[-2:])) > 0.5
+        rows.append({"probe": probe, "sigma": round(sigma, 4), "image_auroc": round(auroc(scores.cpu(), labels), 4),
+                     "pixel_auroc": round(pixel_auroc(heat[len(clean):], grid), 4)})
+    return {"pairs": len(clean), "sampling_steps": steps, "probes": rows}
