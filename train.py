@@ -12,6 +12,9 @@
 Shared options: --steps N --batch B --lr LR --ema D --precision fp32|bf16|fp16 --resolution R --seed S
 [--resume] [--sample-every K] [--save-every K] [--device auto|cpu|cuda]. ``train.py <command> --help`` lists all.
 
+This file is the command line of the package ``trainers/`` (``stepwise.trainers``: the options, the shared loop and
+the three trainers); synthetic data comes from ``models/world.py``.
+
 The host (ComfyUI) is found at ``COMFYUI_PATH`` (default ``~/.cache/stepwise/ComfyUI``, where ``make host`` puts
 it) or when this folder sits in a ComfyUI's ``custom_nodes``. Checkpoints go to ``models/stepwise`` of your
 ComfyUI to appear in the Load Stepwise Checkpoint node.
@@ -164,18 +167,18 @@ def main(argv=None) -> int:
                       sample_every=args.sample_every, save_every=args.save_every, device=args.device,
                       base=args.base, cond_dropout=getattr(args, "cond_dropout", 0.1))
         if args.command == "estimator":
-            from stepwise.models.estimator_trainer import EstimatorOptions, train_estimator
+            from stepwise.trainers import EstimatorOptions, train_estimator
 
             meta = train_estimator(EstimatorOptions(**shared, clean_share=args.clean_share,
                                                     rank_weight=args.rank_weight, eval_steps=args.eval_steps))
         elif args.command == "pose":
-            from stepwise.models.pose_trainer import PoseOptions, train_pose
+            from stepwise.trainers import PoseOptions, train_pose
 
             meta = train_pose(PoseOptions(**shared, tokens=args.tokens, bands=args.bands, grid=args.grid,
                                           canvas=args.canvas, max_people=args.max_people, context_dim=args.context_dim,
                                           flip=args.flip, min_scale=args.min_scale, sample_cfg=args.sample_cfg))
         else:
-            from stepwise.models.trainer import RefinerOptions, train_refiner
+            from stepwise.trainers import RefinerOptions, train_refiner
 
             meta = train_refiner(RefinerOptions(**shared, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha))
         logging.getLogger("stepwise.train").info("wrote %s (final loss %s)", args.out, meta["training"]["final_loss"])

@@ -49,9 +49,10 @@ def main(argv=None) -> int:
 
     from stepwise.kernels import artifact
     from stepwise.models import checkpoint
-    from stepwise.models.estimator_trainer import DiffusionBase, _to_tensor, corrupted_pairs, mask_to_grid
     from stepwise.models.world import make_data, shape_image
     from stepwise.nodes.artifact import load_estimator
+    from stepwise.trainers.base import DiffusionBase
+    from stepwise.trainers.estimator import corrupted_pairs, mask_to_grid, to_tensor
 
     os.makedirs(args.work, exist_ok=True)
     data = os.path.join(args.work, "train")
@@ -85,7 +86,7 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(2024)
     clean = np.stack([shape_image(args.resolution, 99, i)[0] for i in range(args.pairs)])  # held out: another seed
     bad, masks = corrupted_pairs(clean, rng)
-    x = base.encode(_to_tensor(np.concatenate([clean, bad])))
+    x = base.encode(to_tensor(np.concatenate([clean, bad])))
     labels = torch.cat([torch.zeros(len(clean)), torch.ones(len(bad))])
     pixel_masks = torch.from_numpy(masks) > 0.5
     gen = torch.Generator().manual_seed(7)

@@ -47,8 +47,8 @@ def main(argv=None) -> int:
 
     from stepwise.kernels.keypoints import find_joints, pck
     from stepwise.models import checkpoint, diffusion
-    from stepwise.models.pose_trainer import generate
     from stepwise.models.world import figure_image, make_data
+    from stepwise.trainers.pose import generate
 
     data = os.path.join(args.work, f"figures_{args.resolution}")
     if not os.path.isdir(data) or len(os.listdir(data)) < 3 * args.train_images:

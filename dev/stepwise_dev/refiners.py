@@ -87,6 +87,8 @@ def train_demo(kind: str, out: str, steps: int | None = None, base: str | None =
     import sys
     import tempfile
 
+    from stepwise.trainers.loop import state_path
+
     from . import paths
 
     if cache and _cached(out):
@@ -101,7 +103,7 @@ def train_demo(kind: str, out: str, steps: int | None = None, base: str | None =
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError(f"train.py {kind} failed:\n{done.stderr[-3000:]}")
-    state = out + ".train-state"
+    state = state_path(out)  # the trainer's resume state: not needed by a finished demo model
     if os.path.exists(state):
         os.remove(state)
     return out

@@ -8,16 +8,11 @@ import torch
 
 from stepwise.kernels.artifact import auroc
 from stepwise.models import checkpoint
-from stepwise.models.estimator_trainer import (
-    DiffusionBase,
-    EstimatorOptions,
-    _to_tensor,
-    corrupted_pairs,
-    evaluate,
-    train_estimator,
-)
 from stepwise.models.world import make_data, shape_image
 from stepwise.nodes.artifact import load_estimator
+from stepwise.trainers import EstimatorOptions, train_estimator
+from stepwise.trainers.base import DiffusionBase
+from stepwise.trainers.estimator import corrupted_pairs, evaluate, to_tensor
 from stepwise_dev import refiners
 
 
@@ -53,7 +48,7 @@ def test_short_training_separates_corrupted_from_clean(trained, base):
     assert meta["evaluation"]["probes"][-1]["probe"] == 1.0
     est = load_estimator(out, "estimator.safetensors")
     model = DiffusionBase(base, None, torch.device("cpu"))
-    held_out = torch.stack([_to_tensor(shape_image(32, 77, i)[0][None])[0] for i in range(96)])  # unseen seed
+    held_out = torch.stack([to_tensor(shape_image(32, 77, i)[0][None])[0] for i in range(96)])  # unseen seed
     result = evaluate(est.net, model, held_out, (0.9, 1.0), 10, seed=12)
     # 96 pairs: a chance AUROC has a standard deviation of about 0.04; 200 steps reach about 0.66 (image) and
     # 0.75 (pixel) here, and without the ranking loss the image AUROC stays at 0.5
@@ -66,7 +61,7 @@ def test_heatmap_shape_and_range(trained):
     est = load_estimator(out, "estimator.safetensors")
     clean = np.stack([shape_image(32, 5, i)[0] for i in range(3)])
     bad, _ = corrupted_pairs(clean, np.random.default_rng(0))
-    heat, score = est(_to_tensor(bad), 0.0)
+    heat, score = est(to_tensor(bad), 0.0)
     assert heat.shape == (3, 32, 32) and score.shape == (3,)
     assert float(heat.min()) >= 0 and float(heat.max()) <= 1
 
@@ -98,11 +93,11 @@ def test_auroc_of_the_ranking_is_what_the_evaluation_reports(trained, base):
     out, meta = trained
     est = load_estimator(out, "estimator.safetensors")
     model = DiffusionBase(base, None, torch.device("cpu"))
-    images = torch.stack([_to_tensor(shape_image(32, 78, i)[0][None])[0] for i in range(10)])
+    images = torch.stack([to_tensor(shape_image(32, 78, i)[0][None])[0] for i in range(10)])
     report = evaluate(est.net, model, images, (1.0,), 10, seed=3)
     rng = np.random.default_rng(3)
     clean = ((images.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
     bad, _ = corrupted_pairs(clean, rng)
-    _, scores = est(_to_tensor(np.concatenate([clean, bad])), 0.0)
+    _, scores = est(to_tensor(np.concatenate([clean, bad])), 0.0)
     want = auroc(scores, torch.cat([torch.zeros(10), torch.ones(10)]))
     assert report["probes"][0]["image_auroc"] == pytest.approx(want, abs=1e-4)

@@ -118,8 +118,8 @@ def test_late_step_refine_with_mask_and_refiner_on_cuda(cuda_model, tmp_path):
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_trainer_on_cuda_in_half_precision(tmp_path, precision):
-    from stepwise.models.trainer import RefinerOptions, train_refiner
     from stepwise.models.world import make_data
+    from stepwise.trainers import RefinerOptions, train_refiner
 
     if precision == "bf16" and not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bf16")

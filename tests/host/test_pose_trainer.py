@@ -11,8 +11,9 @@ import torch
 
 from stepwise.models import checkpoint, diffusion
 from stepwise.models.pose import POSE_KEY
-from stepwise.models.pose_trainer import PoseOptions, generate, train_pose
 from stepwise.models.world import make_data
+from stepwise.trainers import PoseOptions, train_pose
+from stepwise.trainers.pose import generate
 from stepwise_dev import paths
 
 TRAIN_PY = os.path.join(paths.REPO, "train.py")
