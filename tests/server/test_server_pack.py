@@ -45,16 +45,62 @@ def test_pack_defines_no_v1_mappings_and_uses_relative_imports_only():
     assert not hasattr(stepwise, "NODE_CLASS_MAPPINGS")
     for path in glob.glob(os.path.join(paths.REPO, "*.py")) + glob.glob(os.path.join(paths.REPO, "*", "*.py")):
         rel = os.path.relpath(path, paths.REPO)
-        if rel.split(os.sep)[0] not in ("nodes", "kernels", "models", "__init__.py"):
+        if rel.split(os.sep)[0] not in ("nodes", "kernels", "models", "trainers", "__init__.py"):
             continue
         tree = ast.parse(open(path).read())
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                assert node.module.split(".")[0] not in ("nodes", "kernels", "models"), f"{rel}: absolute import {node.module}"
+                assert node.module.split(".")[0] not in ("nodes", "kernels", "models", "trainers"), \
+                    f"{rel}: absolute import {node.module}"
             if rel.startswith("kernels") and isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
                 assert not any(n.split(".")[0] in ("comfy", "comfy_api", "nodes", "folder_paths") for n in names), \
                     f"{rel} imports the host"
+
+
+PACK_FOLDERS = ("nodes", "kernels", "models", "trainers")
+
+
+def _pack_folders_imported(rel: str, tree: ast.AST) -> set[str]:
+    """The pack's top-level folders that the module at ``rel`` (a path inside the repository) imports, through
+    relative imports (``from ..models import x``, ``from .. import models``) or ``stepwise.<folder>``."""
+    package = rel.split(os.sep)[:-1]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [a.name.split(".")[1:2] for a in node.names if a.name.startswith("stepwise.")]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            targets = [node.module.split(".")[1:2]] if (node.module or "").startswith("stepwise.") else []
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level <= len(package) + 1, f"{rel}: `from {'.' * node.level}{node.module or ''}` leaves the pack"
+            anchor = package[:len(package) - (node.level - 1)]
+            if node.module:
+                targets = [(anchor + node.module.split("."))[:1]]
+            else:
+                targets = [(anchor + [a.name])[:1] for a in node.names]
+        else:
+            continue
+        found.update(t[0] for t in targets if t and t[0] in PACK_FOLDERS)
+    return found
+
+
+def test_import_direction_trainers_read_models_and_kernels_and_nothing_reads_trainers():
+    """trainers/ builds on models/ and kernels/ only; nodes/, models/ and kernels/ never import trainers/ (the nodes
+    must load without the training code)."""
+    seen: dict[str, set[str]] = {}
+    for folder in PACK_FOLDERS:
+        for path in glob.glob(os.path.join(paths.REPO, folder, "**", "*.py"), recursive=True):
+            rel = os.path.relpath(path, paths.REPO)
+            imported = _pack_folders_imported(rel, ast.parse(open(path).read())) - {folder}
+            seen[rel] = imported
+            if folder == "trainers":
+                assert imported <= {"models", "kernels"}, f"{rel} imports {sorted(imported)} of the pack"
+            else:
+                assert "trainers" not in imported, f"{rel} imports trainers/"
+    assert seen, "no pack modules found"
+    sample = ast.parse("from ..models import a\nfrom .. import kernels\nfrom .loop import b\nimport stepwise.nodes.c\n"
+                       "def f():\n    from ..models.world import d\n")
+    assert _pack_folders_imported(os.path.join("trainers", "x.py"), sample) == {"models", "kernels", "trainers", "nodes"}
 
 
 def test_importing_the_pack_touches_no_network_and_no_heavy_modules():
@@ -75,8 +121,8 @@ def test_importing_the_pack_touches_no_network_and_no_heavy_modules():
         before = set(sys.modules)
         nodes = asyncio.run(asyncio.run(mod.comfy_entrypoint()).get_node_list())
         assert nodes, "empty node list"
-        heavy = [m for m in ("kornia", "transformers", "stepwise.models.world", "stepwise.models.trainer")
-                 if m in sys.modules]
+        heavy = [m for m in ("kornia", "transformers", "stepwise.models.world")
+                 if m in sys.modules] + [m for m in sys.modules if m.startswith("stepwise.trainers")]
         assert not heavy, heavy
         print(len(nodes))
     """)
