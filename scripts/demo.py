@@ -158,7 +158,7 @@ def main(argv=None) -> int:
         os.remove(old)
     models_dir = os.path.join(args.out, "models")
     steps = {k: getattr(args, f"{k}_steps") for k in STEPS}
-    reuse = args.reuse_models and all(refiners._cached(os.path.join(models_dir, f)) for f in FILES.values())
+    reuse = args.reuse_models and all(refiners.cached(os.path.join(models_dir, f)) for f in FILES.values())
     seconds = {} if reuse else train_models(models_dir, steps)
     total = round(sum(seconds.values()), 1)
     report = {"host": paths.host_dir(), "cpu_count": os.cpu_count(),

@@ -50,7 +50,8 @@ EXAMPLE_INPUT = "stepwise_example_corrupted.png"
 EXAMPLE_POSE = "stepwise_example_pose.json"
 
 
-def _cached(out: str) -> bool:
+def cached(out: str) -> bool:
+    """Whether ``out`` holds a readable Stepwise checkpoint (an unreadable file there is removed)."""
     import os
 
     if os.path.isfile(out):
@@ -60,6 +61,9 @@ def _cached(out: str) -> bool:
         except checkpoint.CheckpointError:
             os.remove(out)
     return False
+
+
+_cached = cached  # the old private name, still used by scripts/serve.py
 
 
 # The demo models' recipes: (make-data arguments, train.py arguments). Tests train them with the default steps
@@ -91,7 +95,7 @@ def train_demo(kind: str, out: str, steps: int | None = None, base: str | None =
 
     from . import paths
 
-    if cache and _cached(out):
+    if cache and cached(out):
         return out
     data_args, train_args = DEMO_RECIPES[kind]
     train = os.path.join(paths.REPO, "train.py")
