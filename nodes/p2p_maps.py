@@ -1,9 +1,10 @@
 """Prompt-to-Prompt Attention Maps: the per-word cross-attention maps of a PromptToPromptAttn run as images
 (Hertz et al. 2022, Fig. 5), one image per word, labelled.
 
-The node takes the sampler's output LATENT, so it runs after sampling; the LATENT carries the PromptToPromptAttn
-node's map store (a key the host's samplers copy along), and the run is found by a digest of the samples, so
-two samplers sharing one PromptToPromptAttn node each get their own maps. The maps are the model's own
+The node takes the sampler's output LATENT, so it runs after sampling; it finds the run's record through the
+hand-over the Prompt-to-Prompt node put into its LATENT (:mod:`.p2p_handover`, which says why the record is picked
+by a digest of the samples): two samplers sharing one PromptToPromptAttn node each get their own maps, and
+SamplerCustom's ``denoised_output`` finds the maps of its run as ``output`` does. The maps are the model's own
 cross-attention at 1/4 of the latent's side, averaged over heads, layers of that size and model calls.
 """
 
@@ -16,25 +17,10 @@ from PIL import Image, ImageDraw, ImageFont
 from ..kernels.heatmap import colorize, normalise
 from ..kernels.token_align import find_word, parse_words
 from .common import CATEGORY
-from .p2p import MAPS_KEY, Record, digest
+from .p2p_handover import Record, find_record
 
 ROWS = ("target", "source", "both")
 LABEL_HEIGHT = 20
-
-
-def find_record(latent: dict) -> Record:
-    store = latent.get(MAPS_KEY) if isinstance(latent, dict) else None
-    if store is None:
-        raise ValueError("samples do not come from a sampler fed by a Prompt-to-Prompt node's LATENT; connect the "
-                         "KSampler output whose latent_image is that node's LATENT")
-    record = store.records.get(digest(latent["samples"]))
-    if record is None:
-        if not store.records:
-            raise ValueError("no attention maps were recorded: turn record_maps on in the Prompt-to-Prompt node and "
-                             "sample again")
-        raise ValueError("these samples are not the output of a run of that Prompt-to-Prompt node's model (was the "
-                         "latent changed after sampling?); connect the sampler's output directly")
-    return record
 
 
 def word_maps(record: Record, row: int, words: list[str]) -> tuple[list[str], torch.Tensor]:

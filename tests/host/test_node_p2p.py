@@ -9,10 +9,13 @@ import pytest
 import torch
 
 from stepwise.kernels import attention_edit as ae
+from stepwise.kernels import p2p_plan
 from stepwise.kernels.token_align import word_ids
-from stepwise.nodes import p2p
-from stepwise.nodes.p2p import PromptToPromptAttn, tokenize
-from stepwise.nodes.p2p_maps import PromptToPromptMaps, find_record
+from stepwise.nodes import p2p_runtime as runtime
+from stepwise.nodes.p2p import PromptToPromptAttn
+from stepwise.nodes.p2p_handover import MAPS_KEY, HandOver, find_record
+from stepwise.nodes.p2p_maps import PromptToPromptMaps
+from stepwise.nodes.p2p_pair import tokenize
 from stepwise_dev import paths
 from stepwise_dev.inprocess import encode
 
@@ -210,33 +213,36 @@ def test_attention_map_node_refuses_foreign_samples(tiny_models):
 
 # --- the patch itself, on real projections, in every chunk layout ---
 
-def _controller(tiny_models, source=CAT, target=DOG, **kw):
+def _hooks(tiny_models, source=CAT, target=DOG, **kw):
     m, pos, lat = p2p_node(tiny_models, paths.TINY_SD15, source, target, **kw)
-    plan = pos[0][1][p2p.TAG]
-    ctl = p2p.Controller(plan, p2p.MapStore())
-    return ctl, plan
+    plan = pos[0][1][runtime.TAG]
+    return runtime.Hooks(plan, HandOver()), plan
 
 
 @pytest.mark.parametrize("layout", [(1, 0), (0, 1), (0,), (1,), (0, 0, 1)])
 def test_attention_patch_edits_only_the_target_row_of_its_own_chunk(tiny_models, layout):
-    ctl, plan = _controller(tiny_models, reweight="dog:3", word_cross_replace="dog:1")
+    hooks, plan = _hooks(tiny_models, reweight="dog:3", word_cross_replace="dog:1")
     ours = "ours"
     uuids = [ours if c == 0 and i == layout.index(0) else f"other{i}" for i, c in enumerate(layout)]
-    ctl.run = p2p.Run({ours})
-    ctl.run.step = p2p.Step(1.0, torch.ones(77))
+    run = runtime.Run(plan, {ours})
+    run.step = p2p_plan.Step(1.0, torch.ones(77))
     g = torch.Generator().manual_seed(0)
     rows, heads, d = 2 * len(layout), 2, 8
     q = torch.randn(rows, 16, heads * d, generator=g)
     k, v = torch.randn(rows, 154, heads * d, generator=g), torch.randn(rows, 154, heads * d, generator=g)
     k[:, 77:], v[:, 77:] = k[:, :77], v[:, :77]  # the host repeats a 77-token context to a longer negative's
-    extra = {"n_heads": heads, "uuids": uuids, "cond_or_uncond": list(layout), "attn_precision": None}
-    expected = p2p._default_attention(q.clone(), k.clone(), v.clone(), extra)
-    out = ctl.attn2(("input", 1, 0), q.clone(), k.clone(), v.clone(), extra)
+    extra = {"n_heads": heads, "uuids": uuids, "cond_or_uncond": list(layout), "attn_precision": None,
+             runtime.STATE_KEY: run}  # the run's state, as the host hands the run's transformer_options on
+    expected = runtime._default_attention(q.clone(), k.clone(), v.clone(), extra)
+    out = hooks.attn2(("input", 1, 0), q.clone(), k.clone(), v.clone(), extra)
     if 0 in layout:
         c = layout.index(0)
         s, t = 2 * c, 2 * c + 1
-        split = lambda x: x.reshape(1, -1, heads, d).transpose(1, 2)[..., :77, :] if x.shape[1] == 154 else \
-            x.reshape(1, -1, heads, d).transpose(1, 2)
+
+        def split(x):
+            heads_first = x.reshape(1, -1, heads, d).transpose(1, 2)
+            return heads_first[..., :77, :] if x.shape[1] == 154 else heads_first
+
         ref = ae.edit_reference(split(q[s:s + 1]), split(k[s:s + 1]), split(q[t:t + 1]), split(k[t:t + 1]),
                                 split(v[t:t + 1]), plan.mapping, torch.ones(77), plan.keep, plan.weights)
         torch.testing.assert_close(out[t], ref.transpose(1, 2).reshape(16, heads * d).float(), rtol=1e-4, atol=1e-4)
@@ -267,10 +273,10 @@ def test_an_attention_patch_already_in_the_slot_is_chained(tiny_models):
 
     def other(q, k, v, extra):  # another node's patch: halves the attention output
         calls.append(q.shape[0])
-        return 0.5 * p2p._default_attention(q, k, v, extra)
+        return 0.5 * runtime._default_attention(q, k, v, extra)
 
     patched = model.clone()
-    for key in p2p.transformer_blocks(patched):
+    for key in runtime.transformer_blocks(patched):
         patched.set_model_attn2_replace(other, key[0], key[1])  # registered without the transformer index
     reference = plain(tiny_models, paths.TINY_SD15, CAT, model=patched)
     n = len(calls)
@@ -298,9 +304,119 @@ def test_state_is_fresh_per_run_and_gone_after_an_interrupt(tiny_models):
 
     with pytest.raises(stop):
         ksample(m, pos, negative, lat, callback=interrupt)
-    owners = [w for w in m.get_wrappers(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, p2p.WRAPPER_KEY)]
-    assert owners and owners[0].__self__.run is None
+    owners = [w for w in m.get_wrappers(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, runtime.WRAPPER_KEY)]
+    # nothing of a run is left: not on the hooks (they hold no run), not in the model's options
+    assert owners and not any(isinstance(v, runtime.Run) for v in vars(owners[0].__self__).values())
+    assert runtime.STATE_KEY not in m.model_options.get("transformer_options", {})
     assert torch.equal(ksample(m, pos, negative, lat), first)
+
+
+class _Guider:
+    """What the OUTER_SAMPLE wrapper sees of the host's CFGGuider: its conditions and its model options."""
+
+    def __init__(self, pos, model_options):
+        self.conds = {"positive": [{**pos[0][1], "uuid": "pair"}]}
+        self.model_options = model_options
+
+
+class _Executor:
+    def __init__(self, guider, inner):
+        self.class_obj, self.inner = guider, inner
+
+    def __call__(self, *args):
+        return self.inner(self.class_obj.model_options)
+
+
+def test_interleaved_runs_of_one_patched_model_each_see_their_own_state(tiny_models):
+    """A run inside another run of the same model (the host's OUTER_SAMPLE protocol, as a CFGGuider drives it):
+    each run's hooks find that run's state in the options they are handed, the inner run does not end the outer
+    one's, and every guider gets its own options back with no state in them."""
+    m, pos, lat = p2p_node(tiny_models, paths.TINY_SD15, CAT, DOG)
+    wrapper = m.get_wrappers(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, runtime.WRAPPER_KEY)[0]
+    hooks = wrapper.__self__
+    seen = {}
+
+    def run(name, inner=None):
+        guider = _Guider(pos, m.model_options)
+        original = guider.model_options
+
+        def body(options):
+            state = runtime.run_of(options["transformer_options"], hooks.plan)
+            assert state is not None and state.ours == {"pair"}
+            state.calls += 1
+            if inner is not None:
+                inner()
+            seen[name] = (state, runtime.run_of(options["transformer_options"], hooks.plan))
+            return torch.zeros(2, 4, 8, 8)
+
+        wrapper(_Executor(guider, body), torch.zeros(2, 4, 8, 8), lat["samples"], None, torch.ones(3))
+        assert guider.model_options is original and runtime.STATE_KEY not in original["transformer_options"]
+
+    run("outer", inner=lambda: run("inner"))
+    assert seen["outer"][0] is seen["outer"][1] and seen["inner"][0] is seen["inner"][1]
+    assert seen["outer"][0] is not seen["inner"][0] and seen["outer"][0].calls == seen["inner"][0].calls == 1
+    assert not any(isinstance(v, runtime.Run) for v in vars(hooks).values())
+    # a hook handed options without this plan's run does nothing
+    assert runtime.run_of(m.model_options.get("transformer_options"), hooks.plan) is None
+
+
+def test_two_runs_of_one_patched_model_sampled_alternately_keep_their_results(tiny_models):
+    """Sequential runs with different samplers and the same model give each exactly its standalone result."""
+    model, clip, _ = tiny_models[paths.TINY_SD15]
+    m, pos, lat = p2p_node(tiny_models, paths.TINY_SD15, CAT, DOG, blend_words="dog")
+    negative = encode(clip, "")
+    first = [ksample(m, pos, negative, lat, sampler) for sampler in ("euler", "dpmpp_sde")]
+    again = [ksample(m, pos, negative, lat, sampler) for sampler in ("dpmpp_sde", "euler")][::-1]
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+
+
+def test_refine_plan_maps_the_end_token_to_the_end_token(tiny_models):
+    """The host's end token and padding share id 49407: a lengthened (shortened) target's end token takes the
+    source's end token, not a padding position (nor nothing)."""
+    _, pos, _ = p2p_node(tiny_models, paths.TINY_SD15, CAT, "a cat riding a red bicycle", mode="refine")
+    plan = pos[0][1][runtime.TAG]
+    assert plan.source.length == 7 and plan.target.length == 8
+    assert plan.mapping[6, 7] == 1 and plan.mapping[:, 7].sum() == 1 and plan.keep.nonzero().flatten().tolist() == [5]
+    _, pos, _ = p2p_node(tiny_models, paths.TINY_SD15, "a cat riding a red bicycle", CAT, mode="refine")
+    plan = pos[0][1][runtime.TAG]
+    assert plan.mapping[7, 6] == 1 and plan.mapping[:, 6].sum() == 1 and plan.keep.nonzero().flatten().tolist() == [76]
+
+
+def test_one_node_feeding_two_samplers_gives_each_its_own_maps(tiny_models):
+    m, pos, lat = p2p_node(tiny_models, paths.TINY_SD15, CAT, DOG)
+    negative = encode(tiny_models[paths.TINY_SD15][1], "")
+    a = {**lat, "samples": ksample(m, pos, negative, lat, "euler", steps=4)}
+    b = {**lat, "samples": ksample(m, pos, negative, lat, "dpmpp_2m", steps=6)}
+    record_a, record_b = find_record(a), find_record(b)
+    assert record_a is not record_b and differ(record_a.maps, record_b.maps) > 1e-6
+    assert find_record(a) is record_a  # in either order
+    for out in (a, b):
+        assert PromptToPromptMaps.execute(samples=out, row="target", words="dog", height=32).result[0].shape[0] == 1
+
+
+def test_the_hand_over_keeps_the_last_runs_only(tiny_models):
+    m, pos, lat = p2p_node(tiny_models, paths.TINY_SD15, CAT, DOG)
+    negative = encode(tiny_models[paths.TINY_SD15][1], "")
+    outs = [{**lat, "samples": ksample(m, pos, negative, lat, steps=2 + i)} for i in range(HandOver.KEEP + 2)]
+    handover = lat[MAPS_KEY]
+    assert len(handover.runs) == HandOver.KEEP
+    for out in outs[-HandOver.KEEP:]:
+        find_record(out)
+    with pytest.raises(ValueError, match="not the output of a run"):
+        find_record(outs[0])
+
+
+def test_sampler_custom_denoised_output_finds_the_maps_of_its_run(tiny_models):
+    from comfy_extras.nodes_custom_sampler import SamplerCustom
+
+    model, clip, _ = tiny_models[paths.TINY_SD15]
+    m, pos, lat = p2p_node(tiny_models, paths.TINY_SD15, CAT, DOG)
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "karras", 4).cpu()[:3]
+    out, denoised = SamplerCustom().sample(m, True, SEED, 4.0, pos, encode(clip, ""),
+                                           comfy.samplers.sampler_object("euler"), sigmas, lat)
+    assert not torch.equal(out["samples"], denoised["samples"])
+    assert find_record(denoised) is find_record(out)
+    assert PromptToPromptMaps.execute(samples=denoised, row="both", words="", height=32).result[0].shape[0] == 8
 
 
 def test_sdxl_pairs_the_pooled_outputs(tiny_models):
