@@ -51,3 +51,30 @@ def test_maps_of_a_plain_sampler_output_are_a_clear_error(server):
     with pytest.raises(ExecutionFailed) as err:
         server.run(prompt)
     assert "Prompt-to-Prompt node's LATENT" in str(err.value)
+
+
+def test_one_node_feeding_two_samplers_hands_each_maps_node_its_own_run(server):
+    """The hand-over through the real executor: one Prompt-to-Prompt output feeds a KSampler and a SamplerCustom
+    (output and denoised_output); each maps node finds its own run, and a maps node run again later, with its
+    sampler's output taken from the cache, still finds it."""
+    prompt = _load("prompt_to_prompt_attention_maps")
+    prompt["8"]["inputs"].pop("image")
+    prompt["8"]["inputs"]["height"] = 64
+    prompt["10"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
+    prompt["11"] = {"class_type": "BasicScheduler", "inputs": {"model": ["3", 0], "scheduler": "karras", "steps": 6,
+                                                               "denoise": 1.0}}
+    prompt["12"] = {"class_type": "SamplerCustom", "inputs": {
+        "model": ["3", 0], "add_noise": True, "noise_seed": 42, "cfg": 7.0, "positive": ["3", 1],
+        "negative": ["4", 0], "sampler": ["10", 0], "sigmas": ["11", 0], "latent_image": ["3", 2]}}
+    for node, output in (("13", 0), ("15", 1)):
+        prompt[node] = {"class_type": "StepwisePromptToPromptMaps", "inputs": {"samples": ["12", output], "row": "both",
+                                                                               "words": "", "height": 64}}
+        prompt[str(int(node) + 1)] = {"class_type": "SaveImage", "inputs": {"filename_prefix": f"stepwise/p2p_{node}",
+                                                                            "images": [node, 0]}}
+    entry = server.run(prompt)
+    ksampler, custom, denoised = (server.output_images(entry, n) for n in ("9", "14", "16"))
+    assert len(ksampler) == len(custom) == len(denoised) == 10
+    assert max(np.abs(a - b).max() for a, b in zip(ksampler, custom)) > 1e-3  # two runs, two sets of maps
+    prompt["8"]["inputs"]["words"] = "cat, puppy"  # only the maps node runs again
+    again = server.output_images(server.run(prompt), "9")
+    assert len(again) == 2 and np.abs(again[0] - ksampler[1]).max() < 1e-6  # the cached run's "cat" map
