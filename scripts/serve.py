@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     assets = example_assets(zoo)
     trained = os.path.join(args.out, "models")
     for name in list(assets["stepwise_models"]):
-        if refiners._cached(os.path.join(trained, name)):
+        if refiners.cached(os.path.join(trained, name)):
             assets["stepwise_models"][name] = os.path.join(trained, name)
     base = os.path.join(args.out, "serve")
     os.makedirs(base, exist_ok=True)

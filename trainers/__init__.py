@@ -6,7 +6,6 @@
   diffusion loss.
 - :mod:`.base`: the one loader of base checkpoints and VAEs (and :class:`DiffusionBase`, the x0 estimates the
   estimator and ``eval/`` read).
-- :mod:`.data`: training images from a folder.
 - :mod:`.refiner`, :mod:`.pose`, :mod:`.estimator`: the three trainers.
 
 Trainers import ``models`` and ``kernels``; nothing in the pack imports trainers (the nodes never need them).

@@ -22,9 +22,9 @@ import torch
 
 from ..models import checkpoint
 from ..models.estimator import ArtifactEstimatorNet
+from ..models.images import load_images
 from ..models.init import seeded_init_
 from .base import DiffusionBase
-from .data import load_images
 from .loop import device_of, train
 from .setup import CheckpointInfo, EstimatorOptions, Setup
 

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from ..models import diffusion
+from ..models.images import load_images
 from ..models.init import seeded_init_
 from .base import load_base, load_vae, stack_conds
-from .data import load_images
 from .loop import device_of, diffusion_loss, host_modules, sample_path, save_png, train
 from .setup import CheckpointInfo, RefinerOptions, Setup
 

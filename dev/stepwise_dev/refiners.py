@@ -63,9 +63,6 @@ def cached(out: str) -> bool:
     return False
 
 
-_cached = cached  # the old private name, still used by scripts/serve.py
-
-
 # The demo models' recipes: (make-data arguments, train.py arguments). Tests train them with the default steps
 # (cached in the zoo); ``make demo`` trains them afresh with more steps (scripts/demo.py).
 DEMO_RECIPES = {

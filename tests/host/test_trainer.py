@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from stepwise.models import checkpoint
+from stepwise.models.images import load_images
 from stepwise.models.world import make_data
 from stepwise.trainers import RefinerOptions, train_refiner
-from stepwise.trainers.data import load_images
 from stepwise_dev import paths
 
 TRAIN_PY = os.path.join(paths.REPO, "train.py")
