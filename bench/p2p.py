@@ -4,12 +4,15 @@ For each case the plain run is the unpatched model sampling the node's own outpu
 the two-row latent, the same negative), so the only difference is the edit. Reported per case:
 
 - wall time: median of interleaved repeats, ratio ours / plain (target <= 1.3);
-- peak memory of sampling: the process's peak resident set (VmHWM, reset through ``/proc/self/clear_refs`` after
-  ``malloc_trim``) above its resident set before sampling, median of repeats, ratio ours / plain (target <= 1.1);
+- peak memory of sampling: on the CPU the process's peak resident set (VmHWM, reset through
+  ``/proc/self/clear_refs`` after ``malloc_trim``) above its resident set before sampling; on CUDA the peak of
+  PyTorch's allocated device memory above what was allocated before sampling; median of repeats, ratio ours /
+  plain (target <= 1.1);
 - memory flatness: our peak at ``--long`` steps over our peak at ``--steps`` steps (target <= 1.1; the per-run
   state is one map accumulator, whatever the number of steps).
 
-The zoo's tiny models on the CPU (the device the tests run on). Writes ``bench/results/p2p.json``.
+The zoo's tiny models on the device the host picks (the CPU where the tests run, or CUDA). Writes
+``bench/results/p2p.json``.
 """
 
 from __future__ import annotations
@@ -89,20 +92,31 @@ def main(argv=None) -> int:
     zoo = paths.zoo_dir()
     if not all(os.path.isfile(os.path.join(zoo, f)) for f in (paths.TINY_SD15, paths.TINY_SDXL)):
         raise SystemExit(f"the tiny zoo is missing in {zoo}: run `make zoo-tiny`")
-    can_measure_memory = _reset_peak()
+    cuda = torch.cuda.is_available()  # the host samples on CUDA when it has it
+    can_measure_memory = cuda or _reset_peak()
     if not can_measure_memory:
         log.warning("/proc/self/clear_refs is not writable here: memory is not measured")
 
     def run(model, pos, neg, latent, steps):
         noise = comfy.sample.prepare_noise(latent["samples"], 0, latent["batch_index"])
         gc.collect()
-        _reset_peak()
-        before = _status_kb("VmRSS")
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()
+        else:
+            _reset_peak()
+            before = _status_kb("VmRSS")
         start = time.perf_counter()
         comfy.sample.sample(model, noise, steps, 7.0, "euler", "normal", pos, neg, latent["samples"],
                             disable_pbar=True, seed=0)
+        if cuda:
+            torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-        peak_mb = (_status_kb("VmHWM") - before) / 1024 if can_measure_memory else None
+        if cuda:
+            peak_mb = (torch.cuda.max_memory_allocated() - before) / 2**20
+        else:
+            peak_mb = (_status_kb("VmHWM") - before) / 1024 if can_measure_memory else None
         return seconds, peak_mb
 
     def median(values):
@@ -134,7 +148,7 @@ def main(argv=None) -> int:
             row = {"model": ckpt, "case": name, "seconds_median": round(t_ours, 4),
                    "plain_seconds_median": round(t_plain, 4), "wall_ratio": round(t_ours / t_plain, 3)}
             if m_ours is not None:
-                row.update(peak_mb=round(m_ours, 1), plain_peak_mb=round(m_plain, 1),
+                row.update(peak_mb=round(m_ours, 2), plain_peak_mb=round(m_plain, 2),
                            memory_ratio=round(m_ours / max(m_plain, 1e-6), 3), peak_mb_long=round(m_long, 1),
                            plain_peak_mb_long=round(m_plain_long, 1),
                            flat_ratio=round(m_long / max(m_ours, 1e-6), 3))
@@ -149,8 +163,9 @@ def main(argv=None) -> int:
         "benchmark": "p2p", "targets": {"wall_ratio": TARGET_WALL, "memory_ratio": TARGET_MEMORY,
                                         "flat_ratio": TARGET_FLAT},
         "steps": args.steps, "long_steps": args.long, "repeats": args.repeats, "latent": [args.latent, args.latent],
-        "sampler": "euler", "cfg": 7.0, "device": "cpu",
-        "memory": "peak RSS above RSS before sampling (VmHWM)" if can_measure_memory else "not measured",
+        "sampler": "euler", "cfg": 7.0, "device": f"cuda: {torch.cuda.get_device_name(0)}" if cuda else "cpu",
+        "memory": ("peak allocated CUDA memory above the allocation before sampling" if cuda
+                   else "peak RSS above RSS before sampling (VmHWM)" if can_measure_memory else "not measured"),
     }, results, log)
     return 0
 
