@@ -22,3 +22,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not HAS_CUDA:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(params=[torch.float32, torch.float16, torch.bfloat16], ids=lambda d: str(d).split(".")[-1])
+def qkv(request):
+    """Source and target queries, keys and values of one attention call (the Prompt-to-Prompt edit tests of the
+    host-free and the in-process tier): ``([q_s, k_s, q_t, k_t, v_t], dtype)``, 2 rows × 3 heads × 16 queries,
+    77 tokens, head width 8."""
+    g = torch.Generator().manual_seed(0)
+    shape = (2, 3, 16, 8)  # batch, heads, queries, dim
+    q_s, q_t = torch.randn(*shape, generator=g), torch.randn(*shape, generator=g)
+    k_s, k_t, v_t = (torch.randn(2, 3, 77, 8, generator=g) for _ in range(3))
+    return [x.to(request.param) for x in (q_s, k_s, q_t, k_t, v_t)], request.param

@@ -86,15 +86,6 @@ def test_refine_maps_the_end_token_to_the_end_token_on_real_tokens(tok, source, 
 TOL = {torch.float32: 1e-5, torch.float16: 3e-3, torch.bfloat16: 3e-2}
 
 
-@pytest.fixture(params=[torch.float32, torch.float16, torch.bfloat16], ids=lambda d: str(d).split(".")[-1])
-def qkv(request):
-    g = torch.Generator().manual_seed(0)
-    shape = (2, 3, 16, 8)  # batch, heads, queries, dim
-    q_s, q_t = torch.randn(*shape, generator=g), torch.randn(*shape, generator=g)
-    k_s, k_t, v_t = (torch.randn(2, 3, 77, 8, generator=g) for _ in range(3))
-    return [x.to(request.param) for x in (q_s, k_s, q_t, k_t, v_t)], request.param
-
-
 def test_fast_edits_equal_the_materialised_reference(qkv, tok):
     (q_s, k_s, q_t, k_t, v_t), dtype = qkv
     tol = TOL[dtype]
