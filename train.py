@@ -1,6 +1,7 @@
 """Stepwise's trainer and synthetic-data maker. Run it with the Python of ComfyUI's environment:
 
-    python train.py make-data --kind shapes|figures --n N --size S --out DIR [--seed S]
+    python train.py make-data --kind shapes|figures|scenes --n N --size S --out DIR [--seed S]
+                              [--objects 1 3] [--figures 0.0] [--split all|train|held_out]   (the last three: scenes)
     python train.py refiner --data DIR --out FILE [--base CHECKPOINT [--lora-rank R] | --arch tiny|compact|small
                             --space pixel|latent [--vae FILE]] --t-range 0 500 [shared options]
     python train.py estimator --data DIR --base CHECKPOINT [--vae FILE] [--arch tiny|compact|small]
@@ -13,7 +14,8 @@ Shared options: --steps N --batch B --lr LR --ema D --precision fp32|bf16|fp16 -
 [--resume] [--sample-every K] [--save-every K] [--device auto|cpu|cuda]. ``train.py <command> --help`` lists all.
 
 This file is the command line of the package ``trainers/`` (``stepwise.trainers``: the options, the shared loop and
-the three trainers); synthetic data comes from ``models/world.py``.
+the three trainers); synthetic data comes from ``models/world.py`` (shapes, figures) and ``models/scenes.py``
+(captioned scenes).
 
 The host (ComfyUI) is found at ``COMFYUI_PATH`` (default ``~/.cache/stepwise/ComfyUI``, where ``make host`` puts
 it) or when this folder sits in a ComfyUI's ``custom_nodes``. Checkpoints go to ``models/stepwise`` of your
@@ -103,12 +105,20 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="train.py", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    data = sub.add_parser("make-data", help="write a synthetic data set (shapes or stick figures)")
-    data.add_argument("--kind", choices=["shapes", "figures"], required=True)
+    data = sub.add_parser("make-data", help="write a synthetic data set (shapes, stick figures or captioned scenes)")
+    data.add_argument("--kind", choices=["shapes", "figures", "scenes"], required=True,
+                      help="scenes: the captioned world of models/scenes.py (PNG, .txt caption, .json scene, "
+                           "_masks.png labels)")
     data.add_argument("--n", type=int, required=True)
     data.add_argument("--size", type=int, default=64)
     data.add_argument("--out", required=True)
     data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--objects", type=int, nargs=2, default=[1, 3], metavar=("LO", "HI"),
+                      help="scenes: least and most objects per scene (1 to 3)")
+    data.add_argument("--figures", type=float, default=0.0, help="scenes: share of scenes with a stick figure")
+    data.add_argument("--split", choices=["all", "train", "held_out"], default="all",
+                      help="scenes: all scenes, or only those without (train) / with (held_out) a held-out "
+                           "(colour, shape) pair (models.scenes.HELD_OUT)")
 
     ref = sub.add_parser("refiner", help="train a refiner on a timestep range")
     ref.add_argument("--data", required=True, help="folder of images (.txt captions beside them are read)")
@@ -155,9 +165,14 @@ def main(argv=None) -> int:
     import_host_and_pack()
     try:
         if args.command == "make-data":
-            from stepwise.models.world import make_data
+            if args.kind == "scenes":
+                from stepwise.models.scenes import write_dataset
 
-            n = make_data(args.kind, args.n, args.size, args.out, args.seed)
+                n = write_dataset(args.out, args.n, args.size, args.seed, tuple(args.objects), args.figures, args.split)
+            else:
+                from stepwise.models.world import make_data
+
+                n = make_data(args.kind, args.n, args.size, args.out, args.seed)
             logging.getLogger("stepwise.train").info("wrote %d %s images to %s", n, args.kind, args.out)
             return 0
         shared = dict(data=args.data, out=args.out, arch=args.arch, space=args.space, vae=args.vae,

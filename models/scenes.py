@@ -16,7 +16,7 @@ Vocabulary (:data:`SHAPES`, :data:`COLOURS`, :data:`SIZES`, :data:`POSITIONS`, :
 Placement rule: the items of a scene (objects and at most one figure) take distinct positions, lie inside the
 canvas, and their bounding boxes are at least :func:`gap` pixels apart (2 px at 32 px, 4 px at 64 px): nothing
 hides anything, and a blur of a pixel or two does not join two objects. :func:`sample_scene` draws jitter until
-the rule holds (and draws new positions after 50 failures).
+the rule holds, object by object (and draws new positions when an object fails 20 times).
 
 Rendering (:func:`render`) is analytic and hard-edged: a pixel belongs to a shape when its centre
 (``column + 0.5``, ``row + 0.5``) lies inside it, so every pixel has exactly one owner and the per-object masks are
@@ -248,15 +248,29 @@ def _draw(rng: np.random.Generator, resolution: int, lo: int, hi: int, figure_sh
     words = [(SHAPES[int(rng.integers(len(SHAPES)))], colours[int(rng.integers(len(colours)))],
               list(SIZES)[int(rng.integers(len(SIZES)))]) for _ in range(n)]
     free = [p for p in POSITIONS if fig is None or p != fig.position]
+    fixed = [] if fig is None else [_Box(fig.box())]
     for _ in range(50):
         slots = [free[i] for i in rng.permutation(len(free))[:n]]
-        for _ in range(50):
-            objs = tuple(make_object(s, c, z, p, resolution, *rng.uniform(-JITTER, JITTER, size=2))
-                         for (s, c, z), p in zip(words, slots))
-            scene = Scene(resolution, bg, objs, fig)
-            if placement_ok(scene):
-                return scene
+        placed = []
+        for (s, c, z), p in zip(words, slots):  # each object in turn: jitter until it keeps clear of the others
+            for _ in range(20):
+                obj = make_object(s, c, z, p, resolution, *rng.uniform(-JITTER, JITTER, size=2))
+                if _boxes_ok(fixed + placed + [obj], resolution):
+                    placed.append(obj)
+                    break
+            else:
+                break
+        if len(placed) == n:
+            return Scene(resolution, bg, tuple(placed), fig)
     return None
+
+
+class _Box:
+    def __init__(self, box):
+        self._box = box
+
+    def box(self):
+        return self._box
 
 
 # --- rendering ---
