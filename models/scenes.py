@@ -163,7 +163,7 @@ def make_object(shape: str, colour: str, size: str, position: str, resolution: i
 
 def make_figure(position: str, resolution: int, rng: np.random.Generator) -> Figure:
     """Returns a stick figure (a pose of :func:`models.world.figure_keypoints`) scaled into the figure box at
-    ``position`` (left, centre or right)."""
+    ``position`` (left, centre or right), its coordinates rounded to 1/1000 px (so its JSON reads back equal)."""
     from .world import figure_keypoints
 
     _check("figure position", position, FIGURE_POSITIONS)
@@ -173,7 +173,7 @@ def make_figure(position: str, resolution: int, rng: np.random.Generator) -> Fig
     scale = min(bw / max(hi[0] - lo[0], 1e-6), bh / max(hi[1] - lo[1], 1e-6))
     ax, ay = POSITIONS[position]
     k = (k - (lo + hi) / 2) * scale + np.array([ax, ay]) * resolution
-    return Figure(position, tuple((float(x), float(y)) for x, y in k))
+    return Figure(position, tuple((round(float(x), 3), round(float(y), 3)) for x, y in k))  # as the JSON keeps
 
 
 def _boxes_ok(items, resolution: int) -> bool:
