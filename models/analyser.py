@@ -2,17 +2,21 @@
 
 Method (pure numpy, no learning):
 
-1. every pixel takes the nearest colour (RGB distance) of the world's palette: the 8 object colours, the gray
-   background and the grey of the figures' limbs; under noise (estimated from neighbouring-pixel differences)
-   each pixel then takes the commonest class of its 3×3 neighbourhood (a mode filter: edges stay sharp);
-2. the background is the commonest class on the image border; every other pixel is foreground, and the
-   foreground falls into 8-connected components (the placement rule keeps items at least 2 px apart);
-3. a component of at least ``min_area`` pixels whose commonest colour holds most of it and whose outline a shape
-   template fits (IoU ≥ ``min_fit``) is an object: its shape and half-side come from the best of the six shape
-   templates (:func:`models.scenes.shape_mask`) drawn at the component's box centre over a few half-sides, its
-   size word from that half-side (threshold halfway between small and large), its position word from the
-   nearest anchor to the box centre, its colour the commonest object colour of its pixels (the background's
-   colour does not count); under noise the templates are compared with the unfiltered pixels of that colour;
+1. the background is the palette colour (the 8 object colours, gray, the limbs' grey) nearest to most of the
+   image's border pixels;
+2. every pixel is read as a blend ``background + α (colour - background)`` of the background and one object
+   colour, as blur and anti-aliasing make edges (:func:`_blend_classes`): the colour whose blend line passes
+   nearest, when α ≥ 0.5 and the pixel lies near that line; background when α < 0.5; "other" when no line
+   passes near (a figure's limbs and joint dots). Under noise (σ estimated from neighbouring-pixel differences,
+   :func:`noise_level`) the tolerance widens and isolated pixels take their neighbours' class
+   (:func:`_despeckle`: thin lines and rings stay);
+3. the non-background pixels fall into 8-connected components (the placement rule keeps items at least 2 px
+   apart); a component of at least ``min_area`` pixels whose commonest object colour holds 60 % of its coloured
+   pixels and whose outline a shape template fits (IoU ≥ ``min_fit``) is an object: its colour that commonest
+   colour; its shape and half-side the best by IoU of the six shape templates (:func:`models.scenes.shape_mask`)
+   drawn at the component's box centre over five half-sides around half the box's side, compared with the
+   unfiltered pixels of its colour; its size word from that half-side (threshold halfway between small and
+   large); its position word from the anchor nearest the box centre;
 4. what is left (many colours: the limbs and joint dots of a stick figure) is the figure; its joints come from
    :func:`kernels.keypoints.find_joints` on the image with everything outside the figure painted background.
 
@@ -97,10 +101,38 @@ def _box3(a: np.ndarray) -> np.ndarray:
     return sum(p[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)) / 9.0
 
 
-def _mode3(cls: np.ndarray, k: int) -> np.ndarray:
+_BACKGROUND, _OTHER = _OBJECT_CLASSES, _OBJECT_CLASSES + 1
+
+
+def _blend_classes(rgb: np.ndarray, bg: int, tolerance: float = 0.05) -> np.ndarray:
+    """Class of each pixel as a blend ``background + α (colour - background)`` of the background and one object
+    colour (what blur and anti-aliasing make of an edge): the object colour ``c`` (0..7) whose blend line passes
+    nearest, when α ≥ 0.5 and the squared distance to the line is within ``tolerance``; the background when α < 0.5
+    (or the pixel is nearest the background's palette colour); otherwise ``_OTHER`` (a figure's limbs and joints).
+    Returns an H×W int array."""
+    b = _PALETTE[bg]
+    dirs = _COLOUR_TABLE - b  # 8×3
+    norm = (dirs ** 2).sum(-1)
+    diff = rgb - b
+    alpha = np.clip(diff @ dirs.T / np.maximum(norm, 1e-12), 0.0, 1.0)  # H×W×8
+    res = ((diff[..., None, :] - alpha[..., None] * dirs) ** 2).sum(-1)
+    res[..., norm < 1e-6] = np.inf  # the background's own colour is no object colour
+    best = res.argmin(-1)
+    r = np.take_along_axis(res, best[..., None], -1)[..., 0]
+    a = np.take_along_axis(alpha, best[..., None], -1)[..., 0]
+    out = np.where(r <= tolerance, np.where(a >= 0.5, best, _BACKGROUND), _OTHER)
+    nearest = ((rgb[..., None, :] - _PALETTE) ** 2).sum(-1).argmin(-1)
+    return np.where(nearest == bg, _BACKGROUND, out)
+
+
+def _despeckle(cls: np.ndarray, k: int) -> np.ndarray:
+    """Returns the classes with specks removed: a pixel that shares its class with at most one of its 8
+    neighbours takes its neighbours' commonest class when 5 or more of them have it (thin lines and rings stay)."""
     onehot = (cls[..., None] == np.arange(k)).astype(np.float64)
-    votes = _box3(onehot) * 9 + 0.5 * onehot  # a pixel's own class wins ties
-    return votes.argmax(-1)
+    others = np.rint(_box3(onehot) * 9) - onehot  # neighbours per class
+    own = np.take_along_axis(others, cls[..., None], -1)[..., 0]
+    top = others.argmax(-1)
+    return np.where((own <= 1) & (others.max(-1) >= 5), top, cls)
 
 
 def noise_level(rgb: np.ndarray) -> float:
@@ -168,20 +200,21 @@ def read(image, min_area: float | None = None, min_fit: float = 0.5, denoise: fl
     """Read an image of the captioned world (H×W×3, uint8 or float in [0, 1], numpy or torch; square).
 
     ``min_area``: the least pixels of an object (default: a third of a small circle's area); ``min_fit``: the least
-    IoU of its shape template; ``denoise``: mode-filter the pixel classes (3×3) when the image's estimated noise σ
+    IoU of its shape template; ``denoise``: despeckle the pixel classes when the image's estimated noise σ
     (:func:`noise_level`, [0, 1] units) exceeds this (None: never). Returns a :class:`Reading`.
     """
     rgb = _as_float(image)
     h, w = rgb.shape[:2]
     size = min(h, w)
-    d = ((rgb[..., None, :] - _PALETTE) ** 2).sum(-1)
-    raw = cls = d.argmin(-1)
-    if denoise is not None and noise_level(rgb) > denoise:
-        cls = _mode3(raw, len(_PALETTE))
-    border = np.concatenate([cls[0], cls[-1], cls[:, 0], cls[:, -1]])
+    nearest = ((rgb[..., None, :] - _PALETTE) ** 2).sum(-1).argmin(-1)
+    border = np.concatenate([nearest[0], nearest[-1], nearest[:, 0], nearest[:, -1]])
     bg = int(np.bincount(border, minlength=len(_PALETTE)).argmax())
     background = _PALETTE_NAMES[bg]
-    fg = cls != bg
+    sigma = noise_level(rgb)
+    raw = cls = _blend_classes(rgb, bg, 0.05 + 4 * sigma ** 2)
+    if denoise is not None and sigma > denoise:
+        cls = _despeckle(raw, _OBJECT_CLASSES + 2)
+    fg = cls != _BACKGROUND
     if min_area is None:
         min_area = np.pi * (world.SIZES["small"] * size) ** 2 / 3
     lab = components(fg)
@@ -194,8 +227,7 @@ def read(image, min_area: float | None = None, min_fit: float = 0.5, denoise: fl
             if n >= 3:
                 figure_mask |= m
             continue
-        votes = np.bincount(cls[m], minlength=len(_PALETTE))[:_OBJECT_CLASSES]
-        votes[bg if bg < _OBJECT_CLASSES else 0] *= bg >= _OBJECT_CLASSES  # the background's colour is no vote
+        votes = np.bincount(cls[m], minlength=_OBJECT_CLASSES + 2)[:_OBJECT_CLASSES]
         top = int(votes.argmax())
         if votes[top] >= 0.6 * votes.sum() and votes[top] >= min_area / 2:
             near = _box3(m.astype(np.float64)) > 0
