@@ -26,6 +26,7 @@ Method (pure numpy, no learning):
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 
@@ -109,7 +110,7 @@ def _blend_classes(rgb: np.ndarray, bg: int, tolerance: float = 0.05) -> np.ndar
     colour (what blur and anti-aliasing make of an edge): the object colour ``c`` (0..7) whose blend line passes
     nearest, when α ≥ 0.5 and the squared distance to the line is within ``tolerance``; the background when α < 0.5
     (or the pixel is nearest the background's palette colour); otherwise ``_OTHER`` (a figure's limbs and joints).
-    Returns an H×W int array."""
+    Returns (classes H×W int, α H×W×8: each pixel's blend weight of each object colour)."""
     b = _PALETTE[bg]
     dirs = _COLOUR_TABLE - b  # 8×3
     norm = (dirs ** 2).sum(-1)
@@ -122,7 +123,7 @@ def _blend_classes(rgb: np.ndarray, bg: int, tolerance: float = 0.05) -> np.ndar
     a = np.take_along_axis(alpha, best[..., None], -1)[..., 0]
     out = np.where(r <= tolerance, np.where(a >= 0.5, best, _BACKGROUND), _OTHER)
     nearest = ((rgb[..., None, :] - _PALETTE) ** 2).sum(-1).argmin(-1)
-    return np.where(nearest == bg, _BACKGROUND, out)
+    return np.where(nearest == bg, _BACKGROUND, out), alpha
 
 
 def _despeckle(cls: np.ndarray, k: int) -> np.ndarray:
@@ -175,20 +176,70 @@ def _fit_shape(mask: np.ndarray, pixels: np.ndarray) -> tuple[str, float, float,
     pad = int(np.ceil(half)) + 2
     wy0, wx0 = max(0, int(cy) - pad), max(0, int(cx) - pad)
     win = pixels[wy0:int(cy) + pad + 1, wx0:int(cx) + pad + 1]
-    gy = (np.arange(win.shape[0]) + wy0 + 0.5)[:, None]
-    gx = (np.arange(win.shape[1]) + wx0 + 0.5)[None, :]
+    h, w = win.shape
     best = ("circle", -1.0, half)
     area = win.sum()
     for r in (half - 0.5, half - 0.25, half, half + 0.25, half + 0.5):
         if r <= 0.5:
             continue
         for shape in world.SHAPES:
-            t = world.shape_mask(shape, cx, cy, r, 0, 0, ys=gy, xs=gx)
+            t = _template(shape, float(r), float(cx - wx0), float(cy - wy0), h, w) > 0
             inter = np.count_nonzero(t & win)
             iou = inter / (area + np.count_nonzero(t) - inter)
             if iou > best[1] + 1e-9:
                 best = (shape, iou, r)
     return best[0], best[1], best[2], cx, cy
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _template(shape: str, r: float, x: float, y: float, h: int, w: int) -> np.ndarray:
+    """Returns the h×w float32 mask of ``shape`` (half-side r) centred at (x, y) in window coordinates (cached:
+    the centres the analyser tries sit on a half-pixel grid, so the same templates come back)."""
+    gy, gx = (np.arange(h) + 0.5)[:, None], (np.arange(w) + 0.5)[None, :]
+    t = world.shape_mask(shape, x, y, r, 0, 0, ys=gy, xs=gx).astype(np.float32)
+    t.setflags(write=False)
+    return t
+
+
+@functools.lru_cache(maxsize=256)
+def _gauss(n: int, sigma: float) -> np.ndarray:
+    if sigma <= 0:
+        return np.eye(n, dtype=np.float32)
+    i = np.arange(n)
+    k = np.exp(-(i[:, None] - i[None, :]) ** 2 / (2 * sigma * sigma))
+    return (k / k.sum(1, keepdims=True)).astype(np.float32)
+
+
+def _fit_soft(alpha: np.ndarray, cx: float, cy: float, half: float) -> tuple[str, float]:
+    """Best template for a blurred component: the shape, half-side, centre (up to 1 px from the box centre: blur
+    eats a triangle's apex) and blur (σ 0 to 1.8 px) whose blurred template is nearest (squared error) to
+    ``alpha``, the component's blend weights of its colour; coarse (templates shifted up or not) then fine (the
+    three best shapes, shifted either way). Returns (shape, r)."""
+    pad = int(np.ceil(half)) + 4
+    wy0, wx0 = max(0, int(cy) - pad), max(0, int(cx) - pad)
+    win = alpha[wy0:int(cy) + pad + 1, wx0:int(cx) + pad + 1].astype(np.float32)
+    h, w = win.shape
+    sigmas = (0.0, 0.6, 1.0, 1.4, 1.8)
+    kernels = [(_gauss(win.shape[0], s), _gauss(win.shape[1], s)) for s in sigmas]
+
+    def errors(keys, which):
+        t = np.stack([_template(k[0], k[1], cx + k[2] - wx0, cy + k[3] - wy0, h, w) for k in keys])
+        return np.stack([(((kernels[i][0] @ t @ kernels[i][1].T) - win) ** 2).sum((1, 2)) for i in which])
+
+    radii = [float(r) for r in np.round(half) + np.array([-1.0, -0.5, 0.0, 0.5, 1.0, 1.5]) if r >= 1]
+    coarse = [(shape, r, 0.0, dy) for shape in world.SHAPES for r in radii for dy in (-1.0, -0.5, 0.0)]
+    err = errors(coarse, range(len(sigmas)))
+    blur_i = int(np.unravel_index(err.argmin(), err.shape)[0])
+    per_shape = {}
+    for (shape, r, _, _), e in zip(coarse, err.min(0)):
+        if e < per_shape.get(shape, (np.inf,))[0]:
+            per_shape[shape] = (e, r)
+    best = sorted(per_shape.items(), key=lambda kv: kv[1][0])[:3]
+    fine = [(shape, r + dr, dx, dy) for shape, (_, r) in best for dr in (-0.5, 0.0, 0.5) if r + dr >= 1
+            for dy in (-1.0, -0.5, 0.0, 0.5) for dx in (-0.5, 0.0, 0.5)]
+    which = [i for i in (blur_i - 1, blur_i, blur_i + 1) if 0 <= i < len(sigmas)]
+    k = fine[int(errors(fine, which).min(0).argmin())]
+    return k[0], k[1]
 
 
 def _position(x: float, y: float, size: int, names=tuple(world.POSITIONS)) -> str:
@@ -211,7 +262,8 @@ def read(image, min_area: float | None = None, min_fit: float = 0.5, denoise: fl
     bg = int(np.bincount(border, minlength=len(_PALETTE)).argmax())
     background = _PALETTE_NAMES[bg]
     sigma = noise_level(rgb)
-    raw = cls = _blend_classes(rgb, bg, 0.05 + 4 * sigma ** 2)
+    raw, alpha = _blend_classes(rgb, bg, 0.05 + 4 * sigma ** 2)
+    cls = raw
     if denoise is not None and sigma > denoise:
         cls = _despeckle(raw, _OBJECT_CLASSES + 2)
     fg = cls != _BACKGROUND
@@ -233,6 +285,10 @@ def read(image, min_area: float | None = None, min_fit: float = 0.5, denoise: fl
             near = _box3(m.astype(np.float64)) > 0
             shape, fit, r, cx, cy = _fit_shape(m, near & (raw == top) | m & (raw == top))
             if fit >= min_fit:
+                near = _box3(_box3(near.astype(np.float64)) > 0) > 0
+                soft = np.where(near, alpha[..., top], 0.0)
+                if np.count_nonzero((soft > 0.15) & (soft < 0.85)) > 0.1 * n:  # not crisp: blurred, noisy or
+                    shape, r = _fit_soft(soft, cx, cy, r)  # drawn by a model; fit blurred templates
                 colour = list(world.COLOURS)[top]
                 ys, xs = np.nonzero(m)
                 objects.append(ObjectReading(shape, colour, "large" if r >= threshold else "small",
