@@ -37,6 +37,10 @@ class CheckpointError(ValueError):
 
 
 def validate_metadata(meta: dict, where: str = "metadata") -> dict:
+    if not isinstance(meta, dict):
+        shown = json.dumps(meta)[:60] if isinstance(meta, (str, int, float, list, bool, type(None))) else repr(meta)[:60]
+        raise CheckpointError(f"{where}: Stepwise metadata is a JSON {type(meta).__name__} ({shown}), not an object "
+                              "with kind, network, ...; write the file with train.py (checkpoint.save)")
     missing = [k for k in REQUIRED if k not in meta]
     if missing:
         raise CheckpointError(f"{where}: Stepwise metadata lacks {', '.join(missing)}")

@@ -63,6 +63,9 @@ class LoadedEstimator:
 
 
 def estimator_files() -> list[str]:
+    """The estimator checkpoints in models/stepwise. A file that cannot be read (foreign, corrupt, metadata that
+    is not a JSON object, unreadable) is left out with a warning: the list, and so the node's schema in
+    /object_info, never depends on every file in the folder being well formed."""
     from .loader import FOLDER, checkpoint_files
 
     out = []
@@ -71,7 +74,10 @@ def estimator_files() -> list[str]:
             if checkpoint.read_metadata(folder_paths.get_full_path(FOLDER, name))["kind"] == "estimator":
                 out.append(name)
         except checkpoint.CheckpointError:
-            continue
+            continue  # another kind of file; Load Stepwise Checkpoint names what is wrong with it when chosen
+        except Exception as e:  # noqa: BLE001 - a listing must survive any file
+            log.warning("models/%s/%s left out of Load Artifact Estimator's list: %s: %s", FOLDER, name,
+                        type(e).__name__, e)
     return out
 
 

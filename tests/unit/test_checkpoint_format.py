@@ -1,6 +1,7 @@
 """The pack's checkpoint format without the host: metadata refused naming the field (the loader's round trips and
 the network rebuild are in tests/host/test_checkpoint.py)."""
 
+import json
 import os
 
 import pytest
@@ -31,3 +32,19 @@ def test_bad_metadata_is_refused_naming_the_field(tmp_path, over, match):
 def test_missing_fields_are_named():
     with pytest.raises(checkpoint.CheckpointError, match="lacks .*timestep_range"):
         checkpoint.validate_metadata({k: v for k, v in _meta().items() if k != "timestep_range"} | {"format_version": 1})
+
+
+TWICE = json.dumps(json.dumps({"format_version": 1, **_meta()}))  # an object encoded twice: a string naming every field
+
+
+@pytest.mark.parametrize("raw,kind", [(TWICE, "str"), ('"x"', "str"), ("[1, 2]", "list"), ("3", "int"),
+                                      ("null", "NoneType")])
+def test_metadata_that_is_not_a_json_object_is_refused_naming_the_file(tmp_path, raw, kind):
+    from safetensors.torch import save_file
+
+    path = str(tmp_path / "m.safetensors")
+    save_file({"w": torch.zeros(1)}, path, metadata={checkpoint.META_KEY: raw})
+    with pytest.raises(checkpoint.CheckpointError, match=rf"m.safetensors: Stepwise metadata is a JSON {kind} "
+                                                           r"\(.*\), not an object"):
+        checkpoint.read_metadata(path)
+
