@@ -101,13 +101,22 @@ def read_metadata(path: str) -> dict:
     return validate_metadata(meta, path)
 
 
+def a(word: str) -> str:
+    """``word`` with its indefinite article: "a refiner", "an estimator"."""
+    return ("an " if word[:1].lower() in "aeiou" else "a ") + word
+
+
+def check_kind(meta: dict, kind: str | None, where: str) -> None:
+    if kind is not None and meta["kind"] != kind:
+        raise CheckpointError(f"{where}: holds {a(meta['kind'])} checkpoint, not {a(kind)}")
+
+
 def load(path: str, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict]:
     """``(tensors, metadata)`` of a Stepwise checkpoint; ``kind`` checks what it holds."""
     from safetensors.torch import load_file
 
     meta = read_metadata(path)
-    if kind is not None and meta["kind"] != kind:
-        raise CheckpointError(f"{path}: holds a {meta['kind']} checkpoint, not a {kind}")
+    check_kind(meta, kind, path)
     try:
         tensors = load_file(path)
     except Exception as e:

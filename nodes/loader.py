@@ -58,6 +58,6 @@ class LoadStepwiseCheckpoint(io.ComfyNode):
                              f"({', '.join(folder_paths.get_folder_paths(FOLDER))}); put train.py's output there")
         tensors, meta = checkpoint.load(path)
         if meta["kind"] not in ("refiner", "pose"):
-            raise checkpoint.CheckpointError(f"{ckpt_name}: holds a {meta['kind']} checkpoint; load it with "
+            raise checkpoint.CheckpointError(f"{ckpt_name}: holds {checkpoint.a(meta['kind'])} checkpoint; load it with "
                                              "Load Artifact Estimator, not as a MODEL")
         return io.NodeOutput(diffusion.model_patcher(tensors, meta, ckpt_name), summary(meta))

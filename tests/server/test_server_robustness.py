@@ -61,3 +61,11 @@ def test_choosing_the_malformed_file_names_it(server, string_metadata_file):
                                               r"JSON str"):
         server.run(prompt)
 
+
+
+def test_an_estimator_chosen_as_a_model_is_named_in_english(server):
+    prompt = _load("artifact_estimator_trained")
+    prompt["1"]["inputs"]["ckpt_name"] = refiners.DEMO_ESTIMATOR
+    with pytest.raises(ExecutionFailed, match=f"{refiners.DEMO_ESTIMATOR}: holds an estimator checkpoint; load it "
+                                              "with Load Artifact Estimator"):
+        server.run(prompt, timeout=120)

@@ -48,3 +48,13 @@ def test_metadata_that_is_not_a_json_object_is_refused_naming_the_file(tmp_path,
                                                            r"\(.*\), not an object"):
         checkpoint.read_metadata(path)
 
+
+def test_the_wrong_kind_is_named_in_english(tmp_path):
+    path = str(tmp_path / "r.safetensors")
+    checkpoint.save(path, {"w": torch.zeros(1)}, _meta())
+    with pytest.raises(checkpoint.CheckpointError, match="holds a refiner checkpoint, not an estimator"):
+        checkpoint.load(path, kind="estimator")
+    checkpoint.save(path, {"w": torch.zeros(1)}, _meta(kind="estimator"))
+    with pytest.raises(checkpoint.CheckpointError, match="holds an estimator checkpoint, not a refiner"):
+        checkpoint.load(path, kind="refiner")
+
