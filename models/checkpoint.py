@@ -111,6 +111,31 @@ def check_kind(meta: dict, kind: str | None, where: str) -> None:
         raise CheckpointError(f"{where}: holds {a(meta['kind'])} checkpoint, not {a(kind)}")
 
 
+def tensor_shapes(path: str) -> dict[str, tuple[int, ...]]:
+    """The name and shape of every tensor in ``path``, read from the safetensors header (no tensor is loaded)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:  # safetensors raises several types for truncated or foreign files
+        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def check_tensors(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], where: str,
+                  what: str = "the network in its metadata") -> None:
+    """Refuse tensors whose names or shapes differ from ``expected`` (the network the metadata describes, built on
+    the meta device, so a config that claims a huge network costs nothing before it is refused)."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    shapes = [f"{k} {list(found[k])} (the metadata says {list(expected[k])})"
+              for k in sorted(set(expected) & set(found)) if tuple(found[k]) != tuple(expected[k])]
+    if missing or unexpected or shapes:
+        raise CheckpointError(f"{where}: tensors do not match {what} (missing {missing[:3]}, unexpected "
+                              f"{unexpected[:3]}, other shape {shapes[:3]}); the metadata and tensors must come from "
+                              "the same train.py run")
+
+
 def load(path: str, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict]:
     """``(tensors, metadata)`` of a Stepwise checkpoint; ``kind`` checks what it holds."""
     from safetensors.torch import load_file

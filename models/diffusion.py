@@ -137,6 +137,8 @@ def model_patcher(tensors: dict, meta: dict, name: str = "checkpoint"):
     config = model_config(unet, meta["parameterisation"], meta["latent_space"].get("latent_format", "pixel"),
                           float(meta.get("flow_shift", 1.0)), network.get("model_class", "BaseModel"),
                           network.get("pose"))
+    prefix = "pose_encoder."
+    check_against_network(config, tensors, name, prefix)
     load_device = mm.get_torch_device()
     parameters = comfy.utils.calculate_parameters(tensors)
     weight_dtype = next(iter(tensors.values())).dtype if tensors else None
@@ -144,20 +146,8 @@ def model_patcher(tensors: dict, meta: dict, name: str = "checkpoint"):
                                weight_dtype=weight_dtype)
     config.set_inference_dtype(unet_dtype, mm.unet_manual_cast(unet_dtype, load_device, config.supported_inference_dtypes))
     model = config.get_model({}, "", device=mm.unet_inital_load_device(parameters, unet_dtype))
-    prefix = "pose_encoder."
     encoder = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     tensors = {k: v for k, v in tensors.items() if not k.startswith(prefix)}
-    expected = set(model.diffusion_model.state_dict())
-    missing, unexpected = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
-    if hasattr(model, "pose_encoder"):
-        wanted = set(model.pose_encoder.state_dict())
-        missing += sorted(prefix + k for k in wanted - set(encoder))
-        unexpected += sorted(prefix + k for k in set(encoder) - wanted)
-    elif encoder:
-        unexpected += sorted(prefix + k for k in encoder)
-    if missing or unexpected:
-        raise CheckpointError(f"{name}: tensors do not match the network in its metadata (missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]})")
     model.diffusion_model.load_state_dict(tensors, strict=True)
     if hasattr(model, "pose_encoder"):
         model.pose_encoder.load_state_dict(encoder, strict=True)
@@ -165,6 +155,24 @@ def model_patcher(tensors: dict, meta: dict, name: str = "checkpoint"):
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=mm.unet_offload_device())
     patcher.set_attachments("stepwise.checkpoint", dict(meta))
     return patcher
+
+
+def check_against_network(config, tensors: dict, name: str, prefix: str = "pose_encoder.") -> None:
+    """Refuse ``tensors`` whose names or shapes differ from the network ``config`` describes, before anything is
+    allocated: the network is built on the meta device (no memory), so metadata claiming a huge network is refused
+    by what the file holds instead of being built first."""
+    from .checkpoint import CheckpointError, check_tensors
+
+    try:
+        with torch.device("meta"):
+            probe = config.get_model({}, "", device=torch.device("meta"))
+    except Exception as e:  # a config the host's UNet cannot build (wrong types, impossible sizes)
+        raise CheckpointError(f"{name}: the network in its metadata cannot be built ({type(e).__name__}: {e}); "
+                              "the metadata must be train.py's") from None
+    expected = {k: tuple(v.shape) for k, v in probe.diffusion_model.state_dict().items()}
+    if hasattr(probe, "pose_encoder"):
+        expected |= {prefix + k: tuple(v.shape) for k, v in probe.pose_encoder.state_dict().items()}
+    check_tensors(expected, {k: tuple(v.shape) for k, v in tensors.items()}, name)
 
 
 def checkpoint_meta(model) -> dict | None:

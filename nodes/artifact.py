@@ -82,13 +82,26 @@ def estimator_files() -> list[str]:
 
 
 def load_estimator(path: str, name: str) -> LoadedEstimator:
+    """The estimator in ``path``. Its metadata's network is built on the meta device and checked against the
+    names and shapes of the file's tensors (from the header) before anything is allocated or loaded, so metadata
+    that claims a huge network is refused at no cost."""
     from ..models.estimator import ArtifactEstimatorNet
 
-    tensors, meta = checkpoint.load(path, "estimator")
+    meta = checkpoint.read_metadata(path)
+    checkpoint.check_kind(meta, "estimator", path)
     config = meta["network"].get("config")
     if meta["network"].get("class") != "artifact_estimator" or not isinstance(config, dict):
         raise checkpoint.CheckpointError(f"{name}: network {meta['network'].get('class')!r} is not an artifact "
                                          "estimator this pack builds")
+    try:
+        with torch.device("meta"):
+            probe = ArtifactEstimatorNet(**config)
+    except Exception as e:  # a config the network cannot take (unknown keys, wrong types, impossible sizes)
+        raise checkpoint.CheckpointError(f"{name}: the estimator config {config!r} in its metadata cannot be built "
+                                         f"({type(e).__name__}: {e})") from None
+    checkpoint.check_tensors({k: tuple(v.shape) for k, v in probe.state_dict().items()},
+                             checkpoint.tensor_shapes(path), name, "the estimator in its metadata")
+    tensors, meta = checkpoint.load(path, "estimator")
     net = ArtifactEstimatorNet(**config)
     try:
         net.load_state_dict(tensors, strict=True)

@@ -1,5 +1,6 @@
 """The pack's checkpoint format and loader: round trips, refusals, exact rebuild of the network."""
 
+import contextlib
 import json
 import os
 
@@ -77,3 +78,59 @@ def test_tensors_that_do_not_match_the_network_are_refused(tmp_path):
     tensors.pop(next(iter(tensors)))
     with pytest.raises(checkpoint.CheckpointError, match="do not match the network"):
         diffusion.model_patcher(tensors, meta, "s")
+
+
+@contextlib.contextmanager
+def address_space_cap(extra_gib: float):
+    """Cap this process's address space at its current size + ``extra_gib`` for the block, so a loader that tried
+    to build a huge network fails at once instead of taking the machine's memory."""
+    resource = pytest.importorskip("resource")
+    with open("/proc/self/status") as f:
+        vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (vm + int(extra_gib * 2**30), hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def test_metadata_claiming_a_huge_network_is_refused_before_anything_is_built(tmp_path):
+    small = str(tmp_path / "small.safetensors")
+    refiners.from_scratch(small)
+    tensors, meta = checkpoint.load(small)
+    meta["network"]["unet_config"]["model_channels"] = 8192  # about 60 GB of fp32 weights
+    huge = str(tmp_path / "huge.safetensors")
+    checkpoint.save(huge, tensors, meta)
+    tensors, meta = checkpoint.load(huge)
+    with address_space_cap(2.0), pytest.raises(checkpoint.CheckpointError,
+                                               match=r"huge: tensors do not match the network in its metadata "
+                                                     r"\(missing \[\], unexpected \[\], other shape \[.*the metadata "
+                                                     r"says \[8192"):
+        diffusion.model_patcher(tensors, meta, "huge")
+    meta["network"]["unet_config"]["model_channels"] = "wide"
+    with pytest.raises(checkpoint.CheckpointError, match="huge: the network in its metadata cannot be built"):
+        diffusion.model_patcher(tensors, meta, "huge")
+
+
+def test_estimator_metadata_claiming_a_huge_network_is_refused_before_anything_is_built(tmp_path):
+    from stepwise.models.estimator import ArtifactEstimatorNet
+    from stepwise.nodes.artifact import load_estimator
+
+    net = ArtifactEstimatorNet(3, width=8)
+    meta = {"kind": "estimator", "network": {"class": "artifact_estimator", "config": {**net.config(), "width": 60000}},
+            "parameterisation": "eps", "latent_space": {"kind": "pixel", "channels": 3}, "timestep_range": [0, 1000],
+            "conditioning": "none"}
+    path = str(tmp_path / "huge-estimator.safetensors")
+    checkpoint.save(path, net.state_dict(), meta)  # about 520 GB of fp32 weights claimed, 60 kB held
+    with address_space_cap(2.0), pytest.raises(checkpoint.CheckpointError,
+                                               match=r"huge-estimator.safetensors: tensors do not match the estimator "
+                                                     r"in its metadata .*the metadata says \[60000"):
+        load_estimator(path, "huge-estimator.safetensors")
+    meta["network"]["config"]["depth"] = 3
+    checkpoint.save(path, net.state_dict(), meta)
+    with pytest.raises(checkpoint.CheckpointError, match=r"estimator config .* cannot be built \(TypeError"):
+        load_estimator(path, "huge-estimator.safetensors")
+    meta["network"]["config"] = net.config()
+    checkpoint.save(path, net.state_dict(), meta)
+    assert load_estimator(path, "ok").net.width == 8

@@ -58,3 +58,15 @@ def test_the_wrong_kind_is_named_in_english(tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match="holds an estimator checkpoint, not a refiner"):
         checkpoint.load(path, kind="refiner")
 
+
+def test_tensor_shapes_come_from_the_header_and_mismatches_are_named(tmp_path):
+    path = str(tmp_path / "s.safetensors")
+    checkpoint.save(path, {"a": torch.zeros(2, 3), "b": torch.zeros(4)}, _meta())
+    found = checkpoint.tensor_shapes(path)
+    assert found == {"a": (2, 3), "b": (4,)}
+    checkpoint.check_tensors({"a": (2, 3), "b": (4,)}, found, "s")
+    with pytest.raises(checkpoint.CheckpointError, match=r"s: tensors do not match .*other shape \['a \[2, 3\] "
+                                                         r"\(the metadata says \[2048, 3\]\)'\]"):
+        checkpoint.check_tensors({"a": (2048, 3), "b": (4,)}, found, "s")
+    with pytest.raises(checkpoint.CheckpointError, match=r"missing \['c'\], unexpected \['b'\]"):
+        checkpoint.check_tensors({"a": (2, 3), "c": (4,)}, found, "s")
