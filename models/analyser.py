@@ -9,7 +9,7 @@ Method (pure numpy, no learning):
    nearest, when α ≥ 0.5 and the pixel lies near that line; background when α < 0.5; "other" when no line
    passes near (a figure's limbs and joint dots). Under noise (σ estimated from neighbouring-pixel differences,
    :func:`noise_level`) the tolerance widens and isolated pixels take their neighbours' class
-   (:func:`_despeckle`: thin lines and rings stay);
+   (:func:`_despeckle`: thin lines and rings stay); under heavy noise (σ > 0.12) the image is first averaged 3×3;
 3. the non-background pixels fall into 8-connected components (the placement rule keeps items at least 2 px
    apart); a component of at least ``min_area`` pixels whose commonest object colour holds 60 % of its coloured
    pixels and whose outline a shape template fits (IoU ≥ ``min_fit``) is an object: its colour that commonest
@@ -105,24 +105,24 @@ def _box3(a: np.ndarray) -> np.ndarray:
 _BACKGROUND, _OTHER = _OBJECT_CLASSES, _OBJECT_CLASSES + 1
 
 
-def _blend_classes(rgb: np.ndarray, bg: int, tolerance: float = 0.05) -> np.ndarray:
+def _blend_classes(rgb: np.ndarray, bg: int, nearest: np.ndarray, tolerance: float = 0.05) -> np.ndarray:
     """Class of each pixel as a blend ``background + α (colour - background)`` of the background and one object
     colour (what blur and anti-aliasing make of an edge): the object colour ``c`` (0..7) whose blend line passes
     nearest, when α ≥ 0.5 and the squared distance to the line is within ``tolerance``; the background when α < 0.5
-    (or the pixel is nearest the background's palette colour); otherwise ``_OTHER`` (a figure's limbs and joints).
+    (or the pixel's ``nearest`` palette colour is the background's); otherwise ``_OTHER`` (a figure's limbs and joints).
     Returns (classes H×W int, α H×W×8: each pixel's blend weight of each object colour)."""
     b = _PALETTE[bg]
     dirs = _COLOUR_TABLE - b  # 8×3
     norm = (dirs ** 2).sum(-1)
     diff = rgb - b
-    alpha = np.clip(diff @ dirs.T / np.maximum(norm, 1e-12), 0.0, 1.0)  # H×W×8
-    res = ((diff[..., None, :] - alpha[..., None] * dirs) ** 2).sum(-1)
+    proj = diff @ dirs.T  # H×W×8
+    alpha = np.clip(proj / np.maximum(norm, 1e-12), 0.0, 1.0)
+    res = (diff * diff).sum(-1)[..., None] - 2 * alpha * proj + alpha * alpha * norm  # |diff - α dir|²
     res[..., norm < 1e-6] = np.inf  # the background's own colour is no object colour
     best = res.argmin(-1)
     r = np.take_along_axis(res, best[..., None], -1)[..., 0]
     a = np.take_along_axis(alpha, best[..., None], -1)[..., 0]
     out = np.where(r <= tolerance, np.where(a >= 0.5, best, _BACKGROUND), _OTHER)
-    nearest = ((rgb[..., None, :] - _PALETTE) ** 2).sum(-1).argmin(-1)
     return np.where(nearest == bg, _BACKGROUND, out), alpha
 
 
@@ -252,17 +252,20 @@ def read(image, min_area: float | None = None, min_fit: float = 0.5, denoise: fl
 
     ``min_area``: the least pixels of an object (default: a third of a small circle's area); ``min_fit``: the least
     IoU of its shape template; ``denoise``: despeckle the pixel classes when the image's estimated noise σ
-    (:func:`noise_level`, [0, 1] units) exceeds this (None: never). Returns a :class:`Reading`.
+    (:func:`noise_level`, [0, 1] units) exceeds this, and average the image 3×3 first above 3 times this
+    (None: never). Returns a :class:`Reading`.
     """
     rgb = _as_float(image)
     h, w = rgb.shape[:2]
     size = min(h, w)
-    nearest = ((rgb[..., None, :] - _PALETTE) ** 2).sum(-1).argmin(-1)
+    sigma = noise_level(rgb)
+    if denoise is not None and sigma > 3 * denoise:  # heavy noise: average 3×3 first (the blur is fitted later)
+        rgb, sigma = _box3(rgb), sigma / 3
+    nearest = ((_PALETTE ** 2).sum(-1) - 2 * rgb @ _PALETTE.T).argmin(-1)  # nearest palette colour
     border = np.concatenate([nearest[0], nearest[-1], nearest[:, 0], nearest[:, -1]])
     bg = int(np.bincount(border, minlength=len(_PALETTE)).argmax())
     background = _PALETTE_NAMES[bg]
-    sigma = noise_level(rgb)
-    raw, alpha = _blend_classes(rgb, bg, 0.05 + 4 * sigma ** 2)
+    raw, alpha = _blend_classes(rgb, bg, nearest, 0.05 + 4 * sigma ** 2)
     cls = raw
     if denoise is not None and sigma > denoise:
         cls = _despeckle(raw, _OBJECT_CLASSES + 2)
