@@ -65,6 +65,9 @@ class ArtifactEstimatorNet(nn.Module):
     def forward(self, x0: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x0.ndim != 4 or x0.shape[1] != self.in_channels:
             raise ValueError(f"x0 must be B×{self.in_channels}×H×W, got {tuple(x0.shape)}")
+        if x0.shape[-2] * x0.shape[-1] < 2:
+            raise ValueError(f"x0 is {x0.shape[-2]}×{x0.shape[-1]}; the artifact estimator needs at least 2 latent "
+                             "cells (its group norms need more than one value per group): estimate a larger image")
         sigma = sigma.to(x0.device).float().reshape(-1).expand(x0.shape[0])
         dtype = self.stem.weight.dtype
         e = self.embed(sigma_features(sigma, self.bands).to(dtype))

@@ -33,6 +33,7 @@ log = logging.getLogger("stepwise")
 Estimator = io.Custom("STEPWISE_ARTIFACT_ESTIMATOR")
 SIGMA_KEY = "stepwise_sigma"  # σ of a LATENT returned mid-schedule by Stepwise's samplers
 NOISY = 0.5  # robust noise estimate above which a latent without a σ is taken as unfinished
+MIN_SIDE = 8  # smallest latent side estimated: below it the networks' norms see a single value per group
 
 
 class LoadedEstimator:
@@ -214,6 +215,15 @@ def check_mode(mode: str, estimator, model) -> None:
         estimator.check_model(model)
 
 
+def check_size(samples: torch.Tensor) -> None:
+    """Refuse a latent too small to estimate on (a 1×1 latent would reach the networks and fail in a norm layer)."""
+    h, w = samples.shape[-2:]
+    if min(h, w) < MIN_SIDE:
+        raise ValueError(f"the latent is {h}×{w}; Artifact Estimator needs at least {MIN_SIDE}×{MIN_SIDE} latent "
+                         f"cells ({8 * MIN_SIDE}×{8 * MIN_SIDE} px for an SD VAE's 8× latents, {MIN_SIDE}×{MIN_SIDE} "
+                         "px in pixel space): estimate a larger image")
+
+
 class ArtifactEstimator(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -265,6 +275,7 @@ class ArtifactEstimator(io.ComfyNode):
                 sigmas=None, step=0, vae=None) -> io.NodeOutput:
         check_finite(sigma=sigma, probe_sigma=probe_sigma, cfg=cfg)
         check_mode(mode, estimator, model)
+        check_size(latent["samples"])
         if sigmas is not None:
             if not 0 <= step < len(sigmas):
                 raise ValueError(f"step {step} is outside the {len(sigmas) - 1}-step schedule of sigmas (0..{len(sigmas) - 1})")

@@ -119,3 +119,21 @@ def test_estimator_for_another_latent_space_is_refused(tiny_models):
                                          r"works in SD15 \(4 channels\)"):
         reject(tiny_models, mode="trained", estimator=pixel)
     pixel.check_model(tiny_models[paths.TINY_PIXEL][0])  # the pixel-space model is fine
+
+
+@pytest.mark.parametrize("mode", ["trained", "training-free"])
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (7, 16)])
+def test_a_latent_too_small_to_estimate_is_named(tiny_models, mode, size):
+    from stepwise.models.estimator import ArtifactEstimatorNet
+
+    model, clip, _ = tiny_models[paths.TINY_PIXEL]
+    positive, negative = conds(tiny_models, paths.TINY_PIXEL)
+    estimator = LoadedEstimator(ArtifactEstimatorNet(3, width=8), {"latent_space": {"kind": "pixel", "channels": 3}},
+                                "pixel.safetensors")
+    h, w = size
+    with pytest.raises(ValueError, match=rf"the latent is {h}×{w}; Artifact Estimator needs at least 8×8 latent cells"):
+        ArtifactEstimator.execute(model=model, positive=positive, negative=negative,
+                                  latent={"samples": torch.zeros(1, 3, h, w)}, mode=mode, sigma=0.0, probe_sigma=1.0,
+                                  cfg=1.0, seed=0, estimator=estimator)
+    with pytest.raises(ValueError, match="x0 is 1×1; the artifact estimator needs at least 2 latent cells"):
+        estimator(torch.zeros(1, 3, 1, 1), 0.0)  # Artifact Early Reject's path to the network
