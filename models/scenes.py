@@ -3,8 +3,9 @@ scene descriptions and per-object masks, for models that must understand a promp
 
 Vocabulary (:data:`SHAPES`, :data:`COLOURS`, :data:`SIZES`, :data:`POSITIONS`, :data:`BACKGROUNDS`):
 
-- 6 shapes, each inscribed in the square of half-side ``r`` around its centre: circle, square, triangle (apex
-  up), diamond, cross (plus sign, arms 0.7 r wide) and ring (hole of radius 0.5 r);
+- 6 shapes, each covering the pixels of the square of half-side ``r`` around its centre at most: circle (radius
+  r + 0.5, so its outline has no lone-pixel nubs), square, triangle (apex up), diamond, cross (plus sign, arms
+  0.7 r wide) and ring (a circle with a hole of radius 0.5 r);
 - 8 object colours, pairwise at least 0.37 apart in RGB (channels in [0, 1]): red, green, blue, yellow, purple,
   orange, white, black; 3 background colours: gray, white, black (an object never takes the background's colour);
 - 2 sizes: ``small`` (r = round(0.09 × image size): 3 px at 32, 6 px at 64) and ``large`` (r = round(0.14 × size):
@@ -21,7 +22,7 @@ the rule holds, object by object (and draws new positions when an object fails 2
 Rendering (:func:`render`) is analytic and hard-edged: a pixel belongs to a shape when its centre
 (``column + 0.5``, ``row + 0.5``) lies inside it, so every pixel has exactly one owner and the per-object masks are
 exact and disjoint. A figure is drawn by :func:`models.world.draw_skeleton` (each joint a dot of its own colour),
-scaled into a 0.30 × 0.84 box around its anchor (left, centre or right column).
+scaled into a 0.34 × 0.84 box around its anchor (left, centre or right column).
 
 Grammar (:func:`caption`, :func:`parse_caption`)::
 
@@ -66,7 +67,7 @@ POSITIONS = {"left": (0.18, 0.5), "right": (0.82, 0.5), "top": (0.5, 0.18), "bot
 WHERE = {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom",
          "centre": "in the centre"}
 FIGURE_POSITIONS = ("left", "centre", "right")
-FIGURE_BOX = (0.30, 0.84)  # width, height of the box a figure is scaled into (shares of the image size)
+FIGURE_BOX = (0.34, 0.84)  # width, height of the box a figure is scaled into (shares of the image size)
 JITTER = 0.04
 LIMB = (170, 170, 170)
 # Held out by default: scenes with any of these (colour, shape) pairs (each colour and shape still appears in training).
@@ -162,15 +163,20 @@ def make_object(shape: str, colour: str, size: str, position: str, resolution: i
 
 
 def make_figure(position: str, resolution: int, rng: np.random.Generator) -> Figure:
-    """Returns a stick figure (a pose of :func:`models.world.figure_keypoints`) scaled into the figure box at
-    ``position`` (left, centre or right), its coordinates rounded to 1/1000 px (so its JSON reads back equal)."""
+    """Returns a stick figure (the slimmest of 8 poses of :func:`models.world.figure_keypoints`) scaled into the
+    figure box at ``position`` (left, centre or right), its coordinates rounded to 1/1000 px (so its JSON reads back equal)."""
     from .world import figure_keypoints
 
     _check("figure position", position, FIGURE_POSITIONS)
-    k = figure_keypoints(rng, 256)
-    lo, hi = k.min(0), k.max(0)
     bw, bh = FIGURE_BOX[0] * resolution - 4, FIGURE_BOX[1] * resolution - 4
-    scale = min(bw / max(hi[0] - lo[0], 1e-6), bh / max(hi[1] - lo[1], 1e-6))
+    best = None
+    for _ in range(8):  # the slimmest of 8 poses: arms flung wide would shrink the figure to fit the box's width
+        k = figure_keypoints(rng, 256)
+        lo, hi = k.min(0), k.max(0)
+        scale = min(bw / max(hi[0] - lo[0], 1e-6), bh / max(hi[1] - lo[1], 1e-6))
+        if best is None or scale > best[0]:
+            best = (scale, k, lo, hi)
+    scale, k, lo, hi = best
     ax, ay = POSITIONS[position]
     k = (k - (lo + hi) / 2) * scale + np.array([ax, ay]) * resolution
     return Figure(position, tuple((round(float(x), 3), round(float(y), 3)) for x, y in k))  # as the JSON keeps
@@ -283,8 +289,9 @@ def shape_mask(shape: str, x: float, y: float, r: float, height: int, width: int
         ys, xs = np.arange(height)[:, None] + 0.5, np.arange(width)[None, :] + 0.5
     u, v = (xs - x) / r, (ys - y) / r
     e = 1e-9
+    round_edge = (1 + 0.5 / r) ** 2  # circles reach r + 0.5: the pixel-centre test then leaves no lone-pixel nubs
     if shape == "circle":
-        return u * u + v * v <= 1 + e
+        return u * u + v * v <= round_edge - e
     if shape == "square":
         return (np.abs(u) <= 1 + e) & (np.abs(v) <= 1 + e)
     if shape == "triangle":
@@ -294,7 +301,7 @@ def shape_mask(shape: str, x: float, y: float, r: float, height: int, width: int
     if shape == "cross":
         return ((np.abs(u) <= 0.35 + e) & (np.abs(v) <= 1 + e)) | ((np.abs(v) <= 0.35 + e) & (np.abs(u) <= 1 + e))
     d = u * u + v * v  # ring
-    return (d <= 1 + e) & (d >= 0.25 - e)
+    return (d <= round_edge - e) & (d >= 0.25 - e)
 
 
 def render(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
