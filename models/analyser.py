@@ -325,7 +325,7 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else float(np.count_nonzero(a & b) / union)
 
 
-def match_objects(found: list, truth: list, resolution: int | None = None) -> list[tuple[int, int]]:
+def match_objects(found: list, truth: list) -> list[tuple[int, int]]:
     """Pair found objects with true ones one-to-one. ``truth``: :class:`models.scenes.SceneObject` (then pairs
     minimise the summed centre distances) or word dicts (then pairs maximise the agreeing words, position
     first). Returns (found index, truth index) pairs; the surplus of the longer list stays unpaired."""

@@ -53,7 +53,7 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -118,7 +118,6 @@ class Scene:
     background: str
     objects: tuple[SceneObject, ...]
     figure: Figure | None = None
-    extra: dict = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict:
         """Returns the scene as JSON-ready data (the ``.json`` of a data set; :meth:`from_dict` reads it back)."""
