@@ -49,6 +49,16 @@ SEED_CANVAS = 512
 # The seed's grid token (:func:`grid_token`) is computed on the elements in that order, so it stays token-exact.
 SEED_ORDER = ("row", "col")
 MISSING_TOKEN = -1
+# Limits no real pose file reaches (a crowd photo has tens of people, a pose video some thousands of frames; a
+# 10,000-person OpenPose file is about 3 MB): larger inputs are refused before parsing (size) or while parsing
+# (counts), so a huge file is refused at once instead of tying up the queue.
+MAX_BYTES = 16 * 1024 * 1024
+MAX_PEOPLE = 10_000
+MAX_IMAGES = 10_000
+MAX_DEPTH = 8  # lists of lists of poses, nested deeper than any format here uses
+# A present joint may lie outside the picture (a body cut by the frame), but not by more than this many canvas
+# sizes: -1e6 px is a broken file, not a pose.
+MAX_OUTSIDE = 1.0
 
 
 @dataclass
@@ -88,7 +98,15 @@ def _fail(message: str):
     raise ValueError(message)
 
 
+def _not_bool(values, where: str) -> None:
+    for i, v in enumerate(values):
+        if isinstance(v, bool):
+            _fail(f"{where}: value {i} is {str(v).lower()}; coordinates, confidences and canvas sizes must be "
+                  "numbers")
+
+
 def _canvas(width, height, where: str) -> tuple[int, int]:
+    _not_bool((width, height), f"{where} canvas size")
     try:
         w, h = float(width), float(height)
     except (TypeError, ValueError):
@@ -102,6 +120,7 @@ def _triples(flat, where: str) -> torch.Tensor:
     if not isinstance(flat, (list, tuple)) or len(flat) % 3:
         _fail(f"{where}: keypoints must be a flat list of x, y, confidence triples, got "
               f"{type(flat).__name__} of length {len(flat) if hasattr(flat, '__len__') else '?'}")
+    _not_bool(flat, f"{where} keypoints")
     try:
         t = torch.tensor([float(v) for v in flat], dtype=torch.float64).view(-1, 3)
     except (TypeError, ValueError):
@@ -128,6 +147,13 @@ def _normalise(points: torch.Tensor, width: int | None, height: int | None,
     if not normalised:
         out[:, 0] /= width
         out[:, 1] /= height
+    far = present & ((out[:, :2] < -MAX_OUTSIDE) | (out[:, :2] > 1 + MAX_OUTSIDE)).any(dim=1)
+    if far.any():
+        j = int(far.nonzero()[0])
+        x, y = (float(v) for v in points[j, :2])
+        _fail(f"{where}: joint {j} at ({x:g}, {y:g}) lies more than one canvas ({width}×{height} px) outside the "
+              f"picture; present joints must lie within -{width}..{2 * width} × -{height}..{2 * height} px (or "
+              f"-1..2 normalised); mark a joint that is not in the picture missing (confidence 0)")
     out[~present] = 0.0
     out[present, 2] = 1.0
     return out.float(), width, height
@@ -173,6 +199,7 @@ def _named(d: dict, where: str) -> Frame:
         if not isinstance(value, (list, tuple)) or len(value) < 2:
             _fail(f"{where}: joint {seed_name!r} must be [row, col] (pixels from the top, from the left), "
                   f"got {value!r}")
+        _not_bool(value, f"{where} joint {seed_name!r}")
         try:
             y, x = float(value[0]), float(value[1])  # SEED_ORDER: element 0 is the row
         except (TypeError, ValueError):
@@ -224,13 +251,54 @@ def _frames(value, where: str) -> list[Frame]:
           f"such as 'nose' (got keys {sorted(value)[:8]})")
 
 
+def _census(value, where: str, depth: int = 0, counts: list | None = None) -> list:
+    """[images, people] in a decoded value, counted before any pose is built; refuses nesting deeper than
+    :data:`MAX_DEPTH` and counts over :data:`MAX_IMAGES` / :data:`MAX_PEOPLE` as soon as they are passed."""
+    counts = [0, 0] if counts is None else counts
+    if depth > MAX_DEPTH:
+        _fail(f"{where}: lists nested more than {MAX_DEPTH} deep; a pose file is a pose object or a list of them")
+    if isinstance(value, list):
+        if value and all(isinstance(v, dict) and "keypoints" in v for v in value):
+            counts[0] += 1
+            counts[1] += len(value)
+        else:
+            for v in value:
+                _census(v, where, depth + 1, counts)
+    elif isinstance(value, dict):
+        counts[0] += 1
+        group = value.get("people", value.get("annotations"))
+        counts[1] += len(group) if isinstance(group, list) else 1
+    if counts[0] > MAX_IMAGES:
+        _fail(f"{where}: more than {MAX_IMAGES:,} images; a pose file holds at most {MAX_IMAGES:,} (split it into "
+              "smaller files)")
+    if counts[1] > MAX_PEOPLE:
+        _fail(f"{where}: more than {MAX_PEOPLE:,} people; a pose file holds at most {MAX_PEOPLE:,} (keep the images "
+              "you need, or split it into smaller files)")
+    return counts
+
+
 def parse(value, where: str = "pose") -> list[Frame]:
-    """Frames (one per image) from a JSON string or a decoded POSE_KEYPOINT/OpenPose/COCO/name-keyed value."""
+    """Frames (one per image) from a JSON string (or UTF-8 bytes) or a decoded POSE_KEYPOINT/OpenPose/COCO/name-keyed
+    value. Text over :data:`MAX_BYTES` is refused before it is decoded, more than :data:`MAX_PEOPLE` people or
+    :data:`MAX_IMAGES` images before any pose is built."""
     if isinstance(value, (str, bytes)):
+        size = len(value) if isinstance(value, bytes) else len(value.encode("utf-8", "surrogatepass"))
+        if size > MAX_BYTES:
+            _fail(f"{where}: {size / 2**20:.1f} MiB of pose JSON; at most {MAX_BYTES / 2**20:g} MiB is read (a "
+                  f"{MAX_PEOPLE:,}-person file is about 3 MB): keep the images you need, or split the file")
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8-sig")
+            except UnicodeDecodeError as e:
+                _fail(f"{where}: not UTF-8 text (byte 0x{value[e.start]:02x} at offset {e.start}); save the file "
+                      "as UTF-8, as JSON requires")
         try:
             value = json.loads(value)
         except json.JSONDecodeError as e:
             _fail(f"{where}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}")
+        except RecursionError:
+            _fail(f"{where}: JSON nested too deeply to read; a pose file is a pose object or a list of them")
+    _census(value, where)
     frames = _frames(value, where)
     if not frames:
         _fail(f"{where}: no images in the pose data")

@@ -4,6 +4,9 @@ Any format KeypointCondition reads (OpenPose JSON as saved by pose estimators, C
 file, joint names) comes out in the layout comfyui_controlnet_aux's nodes use: one dict per image with
 ``people[].pose_keypoints_2d`` (OpenPose-18, pixels), ``canvas_width`` and ``canvas_height``. So a saved pose
 feeds KeypointCondition, or any node that takes that pack's POSE_KEYPOINT.
+
+Files over :data:`kernels.pose.MAX_BYTES` are refused before they are read, text that is not UTF-8 is refused
+naming the file, and :func:`kernels.pose.parse` refuses more than ``MAX_PEOPLE`` people before building poses.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import os
 import folder_paths
 from comfy_api.latest import io
 
-from ..kernels.pose import parse, to_pose_keypoint
+from ..kernels.pose import MAX_BYTES, MAX_PEOPLE, parse, to_pose_keypoint
 from .common import CATEGORY
 from .keypoint import PoseKeypoint
 
@@ -63,7 +66,11 @@ class LoadPoseKeypoint(io.ComfyNode):
     @classmethod
     def fingerprint_inputs(cls, pose_file):
         try:
-            with open(_path(pose_file), "rb") as f:
+            path = _path(pose_file)
+            stat = os.stat(path)
+            if stat.st_size > MAX_BYTES:
+                return f"{pose_file}:{stat.st_size}:{stat.st_mtime_ns}"  # execute refuses it
+            with open(path, "rb") as f:
                 return hashlib.sha256(f.read()).hexdigest()
         except (ValueError, OSError):
             return pose_file  # execute reports the problem
@@ -71,6 +78,12 @@ class LoadPoseKeypoint(io.ComfyNode):
     @classmethod
     def execute(cls, pose_file) -> io.NodeOutput:
         path = _path(pose_file)
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-        return io.NodeOutput(to_pose_keypoint(parse(text, f"pose_file {pose_file!r}")))
+        where = f"pose_file {pose_file!r}"
+        size = os.path.getsize(path)
+        if size > MAX_BYTES:  # refused before a byte is read
+            raise ValueError(f"{where}: {size / 2**20:.1f} MiB; a pose file may be at most {MAX_BYTES / 2**20:g} MiB "
+                             f"(a {MAX_PEOPLE:,}-person OpenPose file is about 3 MB): keep the images you need, or "
+                             "split the file")
+        with open(path, "rb") as f:
+            data = f.read()
+        return io.NodeOutput(to_pose_keypoint(parse(data, where)))

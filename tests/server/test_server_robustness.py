@@ -1,9 +1,11 @@
 """An outsider's stress test through the HTTP API: one malformed file in models/stepwise must not take Load Artifact
-Estimator out of /object_info (nor drop its outputs from prompts)."""
+Estimator out of /object_info (nor drop its outputs from prompts), pose files that are too large or not UTF-8 are
+refused naming the file."""
 
 import copy
 import json
 import os
+import time
 
 import pytest
 import torch
@@ -61,6 +63,50 @@ def test_choosing_the_malformed_file_names_it(server, string_metadata_file):
                                               r"JSON str"):
         server.run(prompt)
 
+
+def _pose_prompt(pose_file: str) -> dict:
+    """Load Pose Keypoints → KeypointCondition → its skeleton preview, saved (no sampling)."""
+    prompt = _load("keypoint_condition_pose_keypoint")
+    prompt = {k: prompt[k] for k in ("2", "3", "10")}
+    prompt["2"]["inputs"]["pose_file"] = pose_file
+    return prompt
+
+
+@pytest.fixture
+def input_file(server):
+    made = []
+
+    def make(name: str, data: bytes | None = None, link_to: str | None = None) -> str:
+        path = os.path.join(server.base_dir, "input", name)
+        if link_to is not None:
+            os.symlink(link_to, path)
+        else:
+            with open(path, "wb") as f:
+                f.write(data)
+        made.append(path)
+        return name
+
+    yield make
+    for path in made:
+        os.remove(path)
+
+
+def test_a_latin1_pose_file_is_refused_naming_the_file(server, input_file):
+    name = input_file("robust_latin1.json", json.dumps({"people": [], "canvas_width": 512, "canvas_height": 512,
+                                                         "note": "café"}, ensure_ascii=False).encode("latin-1"))
+    with pytest.raises(ExecutionFailed, match=r"pose_file 'robust_latin1.json': not UTF-8 text \(byte 0xe9"):
+        server.run(_pose_prompt(name))
+
+
+def test_an_oversized_pose_file_is_refused_at_once_naming_the_file(server, input_file):
+    name = input_file("robust_huge.json", b"")
+    with open(os.path.join(server.base_dir, "input", name), "wb") as f:
+        f.truncate(50 * 1024 * 1024)  # 50 MB (sparse: nothing is written)
+    start = time.monotonic()
+    with pytest.raises(ExecutionFailed, match=r"pose_file 'robust_huge.json': 50.0 MiB; a pose file may be at most "
+                                              r"16 MiB"):
+        server.run(_pose_prompt(name))
+    assert time.monotonic() - start < 10  # the whole prompt round trip; the refusal itself reads nothing
 
 
 def test_an_estimator_chosen_as_a_model_is_named_in_english(server):
