@@ -5,6 +5,13 @@ file, joint names) comes out in the layout comfyui_controlnet_aux's nodes use: o
 ``people[].pose_keypoints_2d`` (OpenPose-18, pixels), ``canvas_width`` and ``canvas_height``. So a saved pose
 feeds KeypointCondition, or any node that takes that pack's POSE_KEYPOINT.
 
+Which files it reads is the host's rule for input files (``folder_paths.get_annotated_filepath`` joins the name to
+the input folder; its upload and ``/view`` routes refuse a name whose absolute path leaves the folder, checked with
+``os.path.abspath``, not ``realpath``; LoadImage and the model loaders open what the joined path points to): a name
+is resolved inside ComfyUI's input folder lexically, so ``..`` and absolute paths are refused, and a symlink placed
+in the input folder is followed wherever it points, as the host's own LoadImage follows it. Putting a link there is
+the machine owner's choice to expose that file; nothing reachable over HTTP can create one.
+
 Files over :data:`kernels.pose.MAX_BYTES` are refused before they are read, text that is not UTF-8 is refused
 naming the file, and :func:`kernels.pose.parse` refuses more than ``MAX_PEOPLE`` people before building poses.
 """
@@ -32,11 +39,12 @@ def pose_files() -> list[str]:
 
 
 def _path(pose_file: str) -> str:
+    """The file ``pose_file`` names in the input folder (the host's rule, see the module docstring)."""
     root = os.path.abspath(folder_paths.get_input_directory())
     if not isinstance(pose_file, str) or not pose_file:
         raise ValueError(f"pose_file {pose_file!r} is not a file name; choose a JSON file in ComfyUI's input folder "
                          f"({root})")
-    path = os.path.normpath(os.path.join(root, pose_file))  # no way out by "..", symlinks inside are fine
+    path = os.path.normpath(os.path.join(root, pose_file))  # no way out by "..", symlinks inside are followed
     if os.path.commonpath([root, path]) != root or not os.path.isfile(path):
         raise ValueError(f"pose_file {pose_file!r} is not a JSON file in ComfyUI's input folder ({root}); put the "
                          "pose file there")

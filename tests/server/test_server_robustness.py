@@ -1,12 +1,13 @@
 """An outsider's stress test through the HTTP API: one malformed file in models/stepwise must not take Load Artifact
 Estimator out of /object_info (nor drop its outputs from prompts), pose files that are too large or not UTF-8 are
-refused naming the file."""
+refused naming the file, and input files follow the host's own rule on symlinks."""
 
 import copy
 import json
 import os
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -107,6 +108,26 @@ def test_an_oversized_pose_file_is_refused_at_once_naming_the_file(server, input
                                               r"16 MiB"):
         server.run(_pose_prompt(name))
     assert time.monotonic() - start < 10  # the whole prompt round trip; the refusal itself reads nothing
+
+
+def test_input_symlinks_follow_the_hosts_rule(server, input_file, tmp_path):
+    """A symlink in input/ is followed wherever it points, exactly as the host's LoadImage follows it; a name that
+    leaves the input folder lexically is refused (as the host's upload and /view routes refuse it)."""
+    outside = tmp_path / "outside_pose.json"
+    with open(os.path.join(server.base_dir, "input", refiners.EXAMPLE_POSE), "rb") as f:
+        outside.write_bytes(f.read())
+    image = tmp_path / "outside.png"
+    from PIL import Image
+
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(image)
+    linked_image = input_file("robust_linked.png", link_to=str(image))
+    host = {"1": {"class_type": "LoadImage", "inputs": {"image": linked_image}},
+            "2": {"class_type": "SaveImage", "inputs": {"filename_prefix": "stepwise/robust_link", "images": ["1", 0]}}}
+    assert server.output_images(server.run(host), "2")[0].shape == (8, 8, 3)  # the host follows the link
+    linked_pose = input_file("robust_linked_pose.json", link_to=str(outside))
+    assert server.output_images(server.run(_pose_prompt(linked_pose)), "10")  # and so does the pack
+    with pytest.raises(ExecutionFailed, match="not a JSON file in ComfyUI's input folder"):
+        server.run(_pose_prompt(str(outside)))  # an absolute path leaves the folder
 
 
 def test_an_estimator_chosen_as_a_model_is_named_in_english(server):
