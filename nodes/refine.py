@@ -94,6 +94,13 @@ def plan_runs(schedule: torch.Tensor, table: torch.Tensor, split: float | None, 
         if chosen is None:
             t_hi = timestep_at_sigma(table, float(segment[0]))
             t_lo = timestep_at_sigma(table, float(segment[-1])) if float(segment[-1]) > 0 else 0
+            # name only the timesteps no model covers: the segment's ends are shared with a neighbouring range
+            # (a refiner on [0, 500) covers 499, where the uncovered segment below 999 ends)
+            covered = [_model_range(candidates[k]) for k in ranges]
+            while t_lo < t_hi and any(lo <= t_lo < hi for lo, hi in covered):
+                t_lo += 1
+            while t_hi > t_lo and any(lo <= t_hi < hi for lo, hi in covered):
+                t_hi -= 1
             trained = ", ".join(f"{k} on [{_model_range(candidates[k])[0]}, {_model_range(candidates[k])[1]})"
                                 for k in ranges)
             raise ValueError(f"no connected model was trained on timesteps {t_lo} to {t_hi} of this refinement "

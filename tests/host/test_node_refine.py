@@ -123,8 +123,11 @@ def test_stages_continue_exactly(sd15, refiner, masked):
 
 
 def test_refiner_alone_beyond_its_range_is_an_error_naming_the_ranges(sd15, refiner):
-    with pytest.raises(ValueError, match=r"trained on timesteps .* refiner on \[0, 500\)"):
+    # the uncovered timesteps are named exactly: 500 (the first above the refiner's [0, 500)) to 800 (start_t)
+    with pytest.raises(ValueError, match=r"trained on timesteps 500 to 800 of .* refiner on \[0, 500\)"):
         refine(sd15, model=None, refiner=refiner, start_t=800, split_t=0)
+    with pytest.raises(ValueError, match=r"trained on timesteps 500 to 999 of"):
+        refine(sd15, model=None, refiner=refiner, start_t=999, split_t=0)
     out = refine(sd15, model=None, refiner=refiner, start_t=400, split_t=0)
     assert torch.isfinite(out).all()
 
