@@ -328,11 +328,6 @@ def render(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
     return img, labels
 
 
-def object_masks(labels: np.ndarray, n: int) -> np.ndarray:
-    """Returns the n×H×W bool masks of objects 1..n of a label image (:func:`render`)."""
-    return labels[None] == np.arange(1, n + 1, dtype=labels.dtype)[:, None, None]
-
-
 # --- grammar ---
 
 def describe(scene: Scene) -> dict:
