@@ -8,7 +8,7 @@ Run with the host's Python and ComfyUI importable (``make zoo`` does this)::
   text encoder on the host's bundled SD1 tokenizer, TAESD-architecture VAE (8x, 4 latent channels).
 - ``stepwise-tiny-sdxl.safetensors``: SDXL-shaped tiny UNet (linear transformers, depth 2 at the lowest
   level, pooled + size conditioning), tiny CLIP-L + CLIP-G, TAESD-architecture VAE.
-- ``stepwise-tiny-sd15-pixel.safetensors``: the SD1.5-shaped tiny UNet on 3-channel RGB latents with the host's
+- ``stepwise-tiny-sd15_pixel.safetensors``: the SD1.5-shaped tiny UNet on 3-channel RGB latents with the host's
   ``pixel_space`` VAE (for the views and splits that only make sense on pixels).
 - ``--full``: ``stepwise-sd15-fullsize-random.safetensors``, the real SD1.5 architecture (860M UNet,
   CLIP-L, KL VAE) with random weights in fp16, detected by the host's unmodified model detection.
@@ -33,8 +33,12 @@ REPO = os.path.dirname(HERE)
 ZOO_VERSION = "2"
 
 TINY_FILES = {"tiny-sd15": "stepwise-tiny-sd15.safetensors", "tiny-sdxl": "stepwise-tiny-sdxl.safetensors",
-              "tiny-sd15-pixel": "stepwise-tiny-sd15-pixel.safetensors"}
+              "tiny-sd15-pixel": "stepwise-tiny-sd15_pixel.safetensors"}
 FULL_FILE = "stepwise-sd15-fullsize-random.safetensors"
+# Earlier names of zoo files, renamed in place (same weights) so an existing zoo need not be rebuilt. The pixel
+# model was "stepwise-tiny-sd15-pixel", which the host's name-sorted checkpoint list put first, so an artist's
+# first pick turned a 256x256 latent into a 32x32 image; "_pixel" sorts after the latent model it is made from.
+RENAMED = {"stepwise-tiny-sd15-pixel.safetensors": TINY_FILES["tiny-sd15-pixel"]}
 
 FULL_SD15_UNET = {
     "use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False,
@@ -149,6 +153,14 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="zoo: %(message)s")
     _import_host()
     os.makedirs(args.out, exist_ok=True)
+    for old, new in RENAMED.items():
+        old_path, new_path = os.path.join(args.out, old), os.path.join(args.out, new)
+        if os.path.isfile(old_path):
+            if os.path.exists(new_path):
+                os.remove(old_path)
+            else:
+                os.replace(old_path, new_path)
+            logging.info("renamed %s to %s", old, new)
     jobs = [(kind, os.path.join(args.out, name)) for kind, name in TINY_FILES.items()]
     if args.full:
         jobs.append(("sd15-fullsize-random", os.path.join(args.out, FULL_FILE)))

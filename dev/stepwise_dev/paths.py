@@ -12,7 +12,7 @@ EXAMPLE_WORKFLOWS = os.path.join(REPO, "example_workflows")
 
 TINY_SD15 = "stepwise-tiny-sd15.safetensors"
 TINY_SDXL = "stepwise-tiny-sdxl.safetensors"
-TINY_PIXEL = "stepwise-tiny-sd15-pixel.safetensors"
+TINY_PIXEL = "stepwise-tiny-sd15_pixel.safetensors"
 TINY = (TINY_SD15, TINY_SDXL, TINY_PIXEL)
 FULL_SD15 = "stepwise-sd15-fullsize-random.safetensors"
 

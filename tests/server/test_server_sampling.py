@@ -68,3 +68,16 @@ def test_stepwise_input_out_of_range_is_a_validation_error(server):
         server.queue(prompt)
     errors = err.value.body["node_errors"]["6"]["errors"]
     assert errors[0]["type"] == "value_bigger_than_max" and "timestep" in errors[0]["details"]
+
+
+def test_the_first_zoo_checkpoint_in_the_list_is_a_latent_model_whose_image_has_the_typed_size(server):
+    """The host lists checkpoints sorted by name and artists pick the first: it must be a VAE-latent model, so a
+    256x256 Empty Latent Image gives a 256x256 image (the pixel-space model once sorted first and gave 32x32).
+    ``make serve`` and ``make demo`` show only the tiny zoo, so its order is the one an artist meets."""
+    options = server.object_info("CheckpointLoaderSimple")["input"]["required"]["ckpt_name"][0]
+    tiny = [name for name in options if name in paths.TINY]
+    assert sorted(tiny) == sorted(paths.TINY), options
+    assert options[0] != paths.TINY_PIXEL and tiny[0] != paths.TINY_PIXEL, options
+    prompt = _t2i(tiny[0], size=256)
+    prompt["5"]["inputs"]["steps"] = 1
+    assert server.output_images(server.run(prompt))[0].shape == (256, 256, 3)
