@@ -13,12 +13,14 @@ and a MASK keeps the unmasked latent equal to the input at every step (host inpa
 
 from __future__ import annotations
 
+import logging
+
 import comfy.model_management
 import comfy.sample
 import comfy.samplers
 import comfy.utils
 import torch
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
 from ..kernels.masks import latent_mask
 from ..kernels.schedule import (
@@ -31,6 +33,8 @@ from ..kernels.schedule import (
 )
 from ..models.diffusion import checkpoint_meta
 from .common import CATEGORY, check_choice, check_finite, sigma_table
+
+log = logging.getLogger(__name__)
 
 
 def late_schedule(model, scheduler: str, steps: int, sigma_start: float) -> torch.Tensor:
@@ -73,40 +77,68 @@ def _continuation_noise(model, sigma: float, previous: torch.Tensor, original: t
     return (target - offset) / scale
 
 
+def _uncovered(table: torch.Tensor, segment: torch.Tensor, covered: list[tuple[int, int]]) -> tuple[int, int]:
+    """The timesteps (low, high) of ``segment`` outside every ``[lo, hi)`` of ``covered``: a segment's ends are
+    shared with a neighbouring range (a refiner on [0, 500) covers 499, where the segment below 999 ends)."""
+    t_hi = timestep_at_sigma(table, float(segment[0]))
+    t_lo = timestep_at_sigma(table, float(segment[-1])) if float(segment[-1]) > 0 else 0
+    while t_lo < t_hi and any(lo <= t_lo < hi for lo, hi in covered):
+        t_lo += 1
+    while t_hi > t_lo and any(lo <= t_hi < hi for lo, hi in covered):
+        t_hi -= 1
+    return t_lo, t_hi
+
+
+def _substitution_notices(table: torch.Tensor, substituted: list, candidates: dict) -> list[str]:
+    """One sentence per stage whose chosen model did not do all of its steps, naming who did which timesteps."""
+    notices = []
+    for stage in ("shape", "detail"):
+        items = [(w, c, seg) for st, w, c, seg in substituted if st == stage]
+        if not items:
+            continue
+        wanted, chosen = items[0][0], items[0][1]
+        lo, hi = _model_range(candidates[wanted])
+        t_lo = min(_uncovered(table, seg, [(lo, hi)])[0] for _, _, seg in items)
+        t_hi = max(_uncovered(table, seg, [(lo, hi)])[1] for _, _, seg in items)
+        name = "base model" if chosen == "base" else "refiner"
+        advice = f"; lower start_t to {hi - 1} or less to refine with the {wanted} alone" if t_lo >= hi else ""
+        notices.append(f"{stage}_model is {wanted}, but the {wanted} was trained on timesteps [{lo}, {hi}) only, so "
+                       f"the {name} did timesteps {t_lo} to {t_hi} of the {stage} stage{advice}")
+    return notices
+
+
 def plan_runs(schedule: torch.Tensor, table: torch.Tensor, split: float | None, candidates: dict,
-              shape_model: str, detail_model: str) -> list[tuple[str, torch.Tensor]]:
+              shape_model: str, detail_model: str, notices: list | None = None) -> list[tuple[str, torch.Tensor]]:
     """Consecutive sampler runs ``(model name, σ schedule)`` covering ``schedule``.
 
     Steps above ``split`` belong to the shape stage, the rest to the detail stage; each step goes to its stage's
     model when that model was trained on its σ, else to the other one; the schedule is cut only where the model
-    changes, so one model means one run whatever the stage boundary.
+    changes, so one model means one run whatever the stage boundary. Each stretch a connected stage model was
+    not trained on, done by the other model instead, is described in ``notices`` (when given).
     """
     ranges = {k: timestep_range_sigmas(sigma_table(m), *_model_range(m)) for k, m in candidates.items() if m is not None}
     cuts = [split] if split else []
     for low, high in ranges.values():
         cuts += [high] + ([low] if low > 0 else [])
     runs: list[tuple[str, torch.Tensor]] = []
+    substituted: list[tuple[str, str, str, torch.Tensor]] = []  # (stage, wanted, chosen, segment)
     for segment in segment_schedule(schedule, cuts):
         stage = "shape" if split and float(segment[-1]) >= split * (1 - 1e-5) else "detail"
         wanted = shape_model if stage == "shape" else detail_model
         order = [wanted, "base" if wanted == "refiner" else "refiner"]
         chosen = next((k for k in order if k in ranges and covers(ranges[k], segment)), None)
         if chosen is None:
-            t_hi = timestep_at_sigma(table, float(segment[0]))
-            t_lo = timestep_at_sigma(table, float(segment[-1])) if float(segment[-1]) > 0 else 0
-            # name only the timesteps no model covers: the segment's ends are shared with a neighbouring range
-            # (a refiner on [0, 500) covers 499, where the uncovered segment below 999 ends)
-            covered = [_model_range(candidates[k]) for k in ranges]
-            while t_lo < t_hi and any(lo <= t_lo < hi for lo, hi in covered):
-                t_lo += 1
-            while t_hi > t_lo and any(lo <= t_hi < hi for lo, hi in covered):
-                t_hi -= 1
+            t_lo, t_hi = _uncovered(table, segment, [_model_range(candidates[k]) for k in ranges])
             trained = ", ".join(f"{k} on [{_model_range(candidates[k])[0]}, {_model_range(candidates[k])[1]})"
                                 for k in ranges)
             raise ValueError(f"no connected model was trained on timesteps {t_lo} to {t_hi} of this refinement "
                              f"(trained: {trained}); connect a base model that covers them or lower start_t")
+        if chosen != wanted and wanted in ranges:
+            substituted.append((stage, wanted, chosen, segment))
         if not runs or runs[-1][0] != chosen:
             runs.append((chosen, segment))
+    if notices is not None:
+        notices += _substitution_notices(table, substituted, candidates)
     boundaries = [float(seg[0]) for _, seg in runs[1:]]
     return list(zip([name for name, _ in runs], segment_schedule(schedule, boundaries)))
 
@@ -124,9 +156,12 @@ class LateStepRefine(io.ComfyNode):
                 "split_t to 0 (detail), each with the base model or a refiner trained on late timesteps. With a "
                 "MASK only the masked area changes."
             ),
+            # model is required so that it is the node's first input (the UI puts optional inputs after the
+            # required ones); a refiner alone is connected here: it is then used only inside its trained range
             inputs=[
-                io.Model.Input("model", optional=True,
-                               tooltip="The base model; covers every noise level the refiner was not trained on."),
+                io.Model.Input("model",
+                               tooltip="The base model; covers every noise level the refiner was not trained on. "
+                                       "To refine with a refiner alone, connect it here and leave refiner empty."),
                 io.Model.Input("refiner", optional=True,
                                tooltip="A refiner, e.g. from Load Stepwise Checkpoint; only used inside its trained "
                                        "timestep range."),
@@ -167,8 +202,8 @@ class LateStepRefine(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler, start_t, split_t,
-                shape_model="base", detail_model="refiner", model=None, refiner=None, mask=None, feather=0.0,
+    def execute(cls, model, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler, start_t, split_t,
+                shape_model="base", detail_model="refiner", refiner=None, mask=None, feather=0.0,
                 refiner_positive=None, refiner_negative=None) -> io.NodeOutput:
         check_finite(cfg=cfg, feather=feather)
         check_choice("sampler_name", sampler_name, comfy.samplers.KSampler.SAMPLERS)
@@ -208,7 +243,10 @@ class LateStepRefine(io.ComfyNode):
             if channels is not None and channels != original.shape[1]:
                 raise ValueError(f"the {k} works on {channels}-channel latents but the latent has {original.shape[1]} "
                                  "channels; encode the image with the VAE that matches the model")
-        runs = plan_runs(schedule, table, split, candidates, shape_model, detail_model)
+        notices: list[str] = []
+        runs = plan_runs(schedule, table, split, candidates, shape_model, detail_model, notices)
+        for notice in notices:
+            log.warning("Late Step Refine: %s", notice)
 
         total = sum(len(s) - 1 for _, s in runs)
         pbar = comfy.utils.ProgressBar(total)
@@ -232,4 +270,5 @@ class LateStepRefine(io.ComfyNode):
             current = current * lmask + original * (1 - lmask)
         out["samples"] = current
         out.pop("noise_mask", None)
-        return io.NodeOutput(out)
+        # the notice also goes with the node's result (the /history outputs and the websocket's "executed" message)
+        return io.NodeOutput(out, ui=ui.PreviewText("\n".join(notices)) if notices else None)

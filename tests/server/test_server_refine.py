@@ -1,6 +1,7 @@
 """The loader and LateStepRefine through /prompt: listing, refusals, errors naming the values."""
 
 import copy
+import glob
 import os
 
 import numpy as np
@@ -56,8 +57,41 @@ def test_split_above_start_is_an_error_naming_both(server):
 
 
 def test_refiner_alone_beyond_its_range_is_an_error(server):
+    """A refiner alone is connected as the model (the first, required input); its trained range still holds."""
     prompt = _load("late_step_refine_with_refiner")
-    del prompt["7"]["inputs"]["model"]
+    prompt["7"]["inputs"]["model"] = ["6", 0]
+    del prompt["7"]["inputs"]["refiner"]
     prompt["7"]["inputs"]["start_t"] = 800
-    with pytest.raises(ExecutionFailed, match=r"refiner on \[0, 500\)"):
+    with pytest.raises(ExecutionFailed, match=r"timesteps 500 to 800 .*base on \[0, 500\)"):
         server.run(prompt)
+    prompt["7"]["inputs"]["start_t"] = 400
+    assert server.output_images(server.run(prompt))
+
+
+def test_model_is_the_first_input(server):
+    """The web UI lays out a node's required inputs before its optional ones, in ``input_order``."""
+    info = server.object_info("StepwiseLateStepRefine")
+    assert info["input_order"]["required"][0] == "model", info["input_order"]
+    found = 0
+    for path in glob.glob(os.path.join(paths.EXAMPLE_WORKFLOWS, "*.json")):
+        for node in workflow.load(path)["nodes"]:
+            if node["type"] == "StepwiseLateStepRefine":
+                found += 1
+                assert node["inputs"][0]["name"] == "model", (path, node["inputs"])
+    assert found >= 2
+
+
+def test_base_doing_a_refiner_stage_outside_its_range_is_noticed(server):
+    """Both stages on the refiner (trained on [0, 500)) from start_t 999: the base does timesteps 999 to 500.
+    That is no error (the base covers them) but no longer silent: a warning in the log and a text in the node's
+    result (``/history`` outputs)."""
+    prompt = _load("late_step_refine_with_refiner")
+    prompt["7"]["inputs"].update(start_t=999, split_t=250, shape_model="refiner", detail_model="refiner", steps=4)
+    entry = server.run(prompt)
+    text = " ".join(entry["outputs"]["7"]["text"])
+    assert "shape_model is refiner" in text and "[0, 500)" in text, text
+    assert "the base model did timesteps 500 to 999 of the shape stage" in text, text
+    assert "Late Step Refine: shape_model is refiner" in server.log()
+    prompt["7"]["inputs"]["start_t"] = 400  # inside the refiner's range: nothing to say
+    entry = server.run(prompt)
+    assert "7" not in entry["outputs"], entry["outputs"]
