@@ -53,6 +53,7 @@ class VisualAnagram(io.ComfyNode):
                 "connect your negative prompt to the sampler as usual (it is shared by all views)."
             ),
             inputs=inputs,
+            hidden=[io.Hidden.unique_id],  # names the node in the size errors raised when sampling starts
             outputs=[
                 io.Model.Output("patched_model", display_name="model", tooltip="The model with the anagram's per-step combination attached."),
                 io.Conditioning.Output("positive", display_name="positive",
@@ -79,6 +80,8 @@ class VisualAnagram(io.ComfyNode):
             if view.pixel_space_only and not pixel:
                 raise ValueError(f"view_{i} is {view.name}, which only works on pixel-space models (3-channel latents); "
                                  "this model works in a VAE latent space; use flip, rotation, patch or skew views")
-        spec = multiview.Spec(kind="anagram", views=views, mode=mode)
+        node_id = getattr(cls.hidden, "unique_id", None) if cls.hidden is not None else None
+        spec = multiview.Spec(kind="anagram", views=views, mode=mode, labels=tuple(f"view_{i}" for i, _, _ in numbered),
+                              node="Visual Anagram" + (f" (node {node_id})" if node_id is not None else ""))
         log.debug("VisualAnagram views: %s", ", ".join(describe(v) for v in views))
         return io.NodeOutput(multiview.patch(model), multiview.tag([c for c, _ in pairs], spec))

@@ -49,6 +49,8 @@ class Spec:
     split: str = "low_high"  # hybrid: "low_high" | "low_mid_high" | "gray_color"
     sigmas: tuple[float, ...] | None = None  # hybrid band boundaries, coarse to fine; None = auto
     kernel: int = 0  # hybrid blur kernel; 0 = auto (2·ceil(4σ)+1)
+    labels: tuple[str, ...] = ()  # anagram: the input name of each part's view ("view_2"), for messages
+    node: str = ""  # the node that made the spec as artists see it, e.g. "Visual Anagram (node 5)"
 
     @property
     def parts(self) -> int:
@@ -75,11 +77,16 @@ class Spec:
         sigmas, kernels = self.blur(height, width)
         return frequency.combine_bands(preds, sigmas, kernels)
 
-    def check_latent(self, shape) -> None:
-        """Raise ``ValueError`` when this spec cannot run on a latent of ``shape`` (B, C, H, W)."""
+    def check_latent(self, shape, pixels: int | None = None) -> None:
+        """Raise ``ValueError`` when this spec cannot run on a latent of ``shape`` (B, C, H, W); ``pixels`` is the
+        model's image pixels per latent pixel (:func:`pixels_per_latent`), for sizes in the artist's units."""
         channels, height, width = shape[1], shape[-2], shape[-1]
-        for view in self.views:
-            view.check_shape(height, width)
+        for i, view in enumerate(self.views):
+            if self.kind == "anagram":
+                self._check_view(view, self.labels[i] if i < len(self.labels) else f"view {i + 1}", height, width,
+                                 pixels)
+            else:
+                view.check_shape(height, width)
             if view.pixel_space_only and channels != 3:
                 raise ValueError(f"view {view.name} needs a 3-channel pixel-space latent, got {channels} channels")
         if self.kind == "hybrid":
@@ -88,6 +95,37 @@ class Spec:
             sigmas, kernels = self.blur(height, width)
             for s, k in zip(sigmas, kernels):
                 frequency.check_blur(s, k, height, width)
+
+
+    def _check_view(self, view: View, label: str, height: int, width: int, pixels: int | None) -> None:
+        """An anagram's view against the latent, with sizes in image pixels as typed into Empty Latent Image."""
+        try:
+            view.check_shape(height, width)
+            return
+        except ValueError as e:
+            reason = e
+        node = self.node or "Visual Anagram"
+        f = pixels or 1
+        if pixels is None:
+            size = f"a {height}x{width} latent (height x width; this model's image pixels per latent pixel are unknown)"
+        elif pixels == 1:
+            size = f"{height}x{width} px (height x width)"
+        else:
+            size = f"{height * f}x{width * f} px (height x width; a {height}x{width} latent, {f} px per latent pixel " \
+                   "for this model)"
+        where = (f"; the error shows at the sampler because {node} sees only the model and the prompts, and the "
+                 "image size is first known when sampling starts")
+        if view.needs_square:
+            side = max(height, width) * f
+            raise ValueError(f"{node}: {label} is {view.name}, which needs a square image, but the sampler got {size}; "
+                             f"make the image square (e.g. {side}x{side} in Empty Latent Image) or choose a view that "
+                             f"keeps the shape (flip_ud, flip_lr, rot180, patch_permute, skew){where}") from reason
+        if view.name == "patch_permute":
+            raise ValueError(f"{node}: {label} is patch_permute with patch_grid {view.grid}, which needs image sides "
+                             f"that split into {view.grid} equal latent patches, but the sampler got {size}; choose a "
+                             f"patch_grid that divides both {height} and {width}, or sides that are multiples of "
+                             f"{view.grid * f} px{where}") from reason
+        raise ValueError(f"{node}: {label}: {reason}{where}") from reason
 
 
 @dataclass
@@ -147,7 +185,7 @@ def _outer_sample(executor, noise, latent_image, sampler, sigmas, denoise_mask=N
     conds = executor.class_obj.conds
     spec = spec_of(conds.get("positive"))
     if spec is not None:
-        spec.check_latent(noise.shape)
+        spec.check_latent(noise.shape, pixels_per_latent(executor.class_obj.model_patcher))
         for i, entry in enumerate(conds.get("negative") or []):
             spatial = [k for k in SPATIAL_KEYS if k in entry]
             if spatial:
@@ -238,6 +276,13 @@ def patch(model):
         if not m.get_wrappers(kind, WRAPPER_KEY):
             m.add_wrapper_with_key(kind, WRAPPER_KEY, fn)
     return m
+
+
+def pixels_per_latent(model) -> int | None:
+    """Image pixels per latent pixel along a side: 1 for pixel-space models (3-channel latents), 8 for the VAEs of
+    4- and 16-channel latents (SD1.x/SD2.x/SDXL, SD3, Flux); None when the model's latent is another kind."""
+    channels = getattr(model.get_model_object("latent_format"), "latent_channels", None)
+    return {3: 1, 4: 8, 16: 8}.get(channels)
 
 
 def is_pixel_space(model) -> bool:

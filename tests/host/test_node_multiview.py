@@ -247,7 +247,9 @@ def _no_calls_raise(model, pos, neg, latent, match):
 def test_rotation_on_a_non_square_latent(tiny_models, prompts):
     p = prompts[paths.TINY_SD15]
     m, pos = anagram(tiny_models[paths.TINY_SD15][0], [(p["a cat"], "identity"), (p["a dog"], "rot90")])
-    _no_calls_raise(m, pos, p[""], torch.zeros(1, 4, 8, 12), r"rot90 needs a square latent, got 8x12")
+    _no_calls_raise(m, pos, p[""], torch.zeros(1, 4, 8, 12),
+                    r"^Visual Anagram: view_2 is rot90, which needs a square image, but the sampler got 64x96 px "
+                    r"\(height x width; a 8x12 latent, 8 px per latent pixel")
 
 
 def test_patch_grid_that_does_not_divide(tiny_models, prompts):
