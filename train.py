@@ -6,6 +6,8 @@
                             --space pixel|latent [--vae FILE]] --t-range 0 500 [shared options]
     python train.py estimator --data DIR --base CHECKPOINT [--vae FILE] [--arch tiny|compact|small]
                               [--clean-share 0.1] [--rank-weight 1] [shared options]
+    python train.py world --data DIR --out FILE [--base CHECKPOINT] [--text train|frozen] [--sample-prompt P ...]
+                          [--recipe TEXT] [--attention pytorch|host] [shared options]
     python train.py pose --data DIR|COCO.json --out FILE [--base CHECKPOINT | --arch compact|small
                          --space pixel|latent [--vae FILE]] --tokens fourier|grid [--max-people P]
                          [--cond-dropout 0.1] [--flip 0.5] [--min-scale 0.8] [shared options]
@@ -14,7 +16,7 @@ Shared options: --steps N --batch B --lr LR --ema D --precision fp32|bf16|fp16 -
 [--resume] [--sample-every K] [--save-every K] [--device auto|cpu|cuda]. ``train.py <command> --help`` lists all.
 
 This file is the command line of the package ``trainers/`` (``stepwise.trainers``: the options, the shared loop and
-the three trainers); synthetic data comes from ``models/world.py`` (shapes, figures) and ``models/scenes.py``
+the four trainers); synthetic data comes from ``models/world.py`` (shapes, figures) and ``models/scenes.py``
 (captioned scenes).
 
 The host (ComfyUI) is found at ``COMFYUI_PATH`` (default ``~/.cache/stepwise/ComfyUI``, where ``make host`` puts
@@ -58,8 +60,9 @@ def import_pack():
     return sys.modules["stepwise"]
 
 
-def import_host_and_pack():
-    """Import the host (its options parsed by itself, as under main.py: --cpu without CUDA), then the pack."""
+def import_host_and_pack(host_args: tuple[str, ...] = ()):
+    """Import the host (its options parsed by itself, as under main.py: --cpu without CUDA, plus ``host_args``),
+    then the pack. ``host_args`` count only when this call is the one that parses the host's options."""
     host = _host_path()
     if host not in sys.path:
         sys.path.insert(0, host)
@@ -67,7 +70,7 @@ def import_host_and_pack():
     import torch
 
     if "comfy.cli_args" not in sys.modules:
-        argv, sys.argv = sys.argv, [sys.argv[0]] + ([] if torch.cuda.is_available() else ["--cpu"])
+        argv, sys.argv = sys.argv, [sys.argv[0]] + ([] if torch.cuda.is_available() else ["--cpu"]) + list(host_args)
         try:
             comfy.options.enable_args_parsing()
             import comfy.cli_args  # noqa: F401
@@ -79,7 +82,7 @@ def import_host_and_pack():
 def _shared(p: argparse.ArgumentParser, arch: str, t_range: tuple[int, int], parameterisation: str = "eps") -> None:
     """Options every trainer takes: output, network from scratch, schedule, optimiser, precision, EMA, resume."""
     p.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
-    p.add_argument("--arch", choices=["tiny", "compact", "small"], default=arch,
+    p.add_argument("--arch", choices=["tiny", "compact", "small"] + (["world"] if arch == "world" else []), default=arch,
                    help=f"from scratch: network size (default {arch}; tiny has no attention)")
     p.add_argument("--space", choices=["pixel", "latent"], default="pixel")
     p.add_argument("--vae", help="with --space latent: checkpoint or VAE file whose VAE makes the latents")
@@ -160,9 +163,30 @@ def main(argv=None) -> int:
     est.add_argument("--eval-steps", type=int, default=20, help="schedule length of the held-out probe evaluation")
     _shared(est, arch="small", t_range=(0, 1000))
 
+    world = sub.add_parser("world", help="train the world text-to-image model (or fine-tune a checkpoint on the world)")
+    world.add_argument("--data", required=True, help="folder of images with .txt captions (train.py make-data --kind "
+                                                     "scenes)")
+    world.add_argument("--base", help="fine-tune this host-loadable checkpoint's UNet over the whole schedule (its VAE "
+                                      "makes the latents, its text encoder reads the captions)")
+    world.add_argument("--text", choices=["train", "frozen"], default="train",
+                       help="train the text encoder with the UNet (default) or keep it as it is")
+    world.add_argument("--cond-dropout", type=float, default=0.1, help="share of empty captions (for CFG)")
+    world.add_argument("--sample-cfg", type=float, default=3.0, help="CFG scale of the sample grids")
+    world.add_argument("--sample-steps", type=int, default=20, help="sampler steps of the sample grids")
+    world.add_argument("--sample-prompt", action="append", default=[], dest="sample_prompts",
+                       help="a prompt of the sample grids (repeat; default: 8 held-out scenes)")
+    world.add_argument("--recipe", default="", help="how this run was made, recorded in the metadata")
+    world.add_argument("--attention", choices=["pytorch", "host"], default="pytorch",
+                       help="attention implementation while training: PyTorch's scaled-dot-product attention "
+                            "(the host's --use-pytorch-cross-attention; default, ~1.8x faster on CPUs) or the "
+                            "host's default for this device")
+    _shared(world, arch="world", t_range=(0, 1000), parameterisation="flow")
+    world.set_defaults(resolution=32, batch=32, lr=3e-4)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    import_host_and_pack()
+    pytorch_attention = args.command == "world" and args.attention == "pytorch"
+    import_host_and_pack(("--use-pytorch-cross-attention",) if pytorch_attention else ())
     try:
         if args.command == "make-data":
             if args.kind == "scenes":
@@ -186,6 +210,12 @@ def main(argv=None) -> int:
 
             meta = train_estimator(EstimatorOptions(**shared, clean_share=args.clean_share,
                                                     rank_weight=args.rank_weight, eval_steps=args.eval_steps))
+        elif args.command == "world":
+            from stepwise.trainers import WorldOptions, train_world
+
+            meta = train_world(WorldOptions(**shared, text=args.text, sample_cfg=args.sample_cfg,
+                                            sample_steps=args.sample_steps, sample_prompts=tuple(args.sample_prompts),
+                                            recipe=args.recipe))
         elif args.command == "pose":
             from stepwise.trainers import PoseOptions, train_pose
 

@@ -2,7 +2,8 @@
 
 The metadata lives under the safetensors header key ``stepwise`` as one JSON object:
 
-- ``kind``: ``refiner`` | ``pose`` | ``estimator``
+- ``kind``: ``refiner`` | ``pose`` | ``estimator`` | ``world`` (a full checkpoint in the host's layout, read by the
+  host's Load Checkpoint: :mod:`.world_model`)
 - ``format_version``: :data:`FORMAT_VERSION`
 - ``network``: the network's config (architecture and every size needed to rebuild it)
 - ``parameterisation``: ``eps`` | ``v`` | ``flow`` (what the network predicts)
@@ -26,7 +27,7 @@ import os
 import torch
 
 FORMAT_VERSION = 1
-KINDS = ("refiner", "pose", "estimator")
+KINDS = ("refiner", "pose", "estimator", "world")
 PARAMETERISATIONS = ("eps", "v", "flow")
 REQUIRED = ("kind", "format_version", "network", "parameterisation", "latent_space", "timestep_range", "conditioning")
 META_KEY = "stepwise"

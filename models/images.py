@@ -29,13 +29,19 @@ def square_image(path: str, resolution: int) -> tuple[torch.Tensor, tuple[float,
     return torch.from_numpy(arr).permute(2, 0, 1), box
 
 
+def is_label_image(name: str) -> bool:
+    """Whether ``name`` is a label image beside a sample (``<stem>_masks.png`` of ``train.py make-data --kind
+    scenes``), which no trainer reads as a training image."""
+    return os.path.splitext(name)[0].endswith("_masks")
+
+
 def load_images(directory: str, resolution: int) -> tuple[torch.Tensor, list[str], int]:
-    """All readable images under ``directory`` as an N×3×R×R tensor in [-1, 1] (centre crop, then resize), their
-    captions (the ``.txt`` beside each image, empty when missing) and the number of unreadable files skipped."""
+    """All readable images under ``directory`` (label images apart: :func:`is_label_image`) as an N×3×R×R tensor in
+    [-1, 1] (centre crop, then resize), their captions (the ``.txt`` beside each image, empty when missing) and the number of unreadable files skipped."""
     if not os.path.isdir(directory):
         raise ValueError(f"--data {directory!r} is not a folder of images")
     files = sorted(os.path.join(root, f) for root, _, names in os.walk(directory) for f in names
-                   if f.lower().endswith(IMAGE_EXTENSIONS))
+                   if f.lower().endswith(IMAGE_EXTENSIONS) and not is_label_image(f))
     images, captions, skipped = [], [], 0
     for path in files:
         try:

@@ -57,6 +57,10 @@ class LoadStepwiseCheckpoint(io.ComfyNode):
             raise ValueError(f"ckpt_name {ckpt_name!r} is not in models/{FOLDER} "
                              f"({', '.join(folder_paths.get_folder_paths(FOLDER))}); put train.py's output there")
         tensors, meta = checkpoint.load(path)
+        if meta["kind"] == "world":
+            raise checkpoint.CheckpointError(f"{ckpt_name}: holds a world text-to-image checkpoint (model, text "
+                                             "encoder and VAE); put it in models/checkpoints and load it with the "
+                                             "host's Load Checkpoint")
         if meta["kind"] not in ("refiner", "pose"):
             raise checkpoint.CheckpointError(f"{ckpt_name}: holds {checkpoint.a(meta['kind'])} checkpoint; load it with "
                                              "Load Artifact Estimator, not as a MODEL")

@@ -6,7 +6,8 @@
   diffusion loss.
 - :mod:`.base`: the one loader of base checkpoints and VAEs (and :class:`DiffusionBase`, the x0 estimates the
   estimator and ``eval/`` read).
-- :mod:`.refiner`, :mod:`.pose`, :mod:`.estimator`: the three trainers.
+- :mod:`.refiner`, :mod:`.pose`, :mod:`.estimator`, :mod:`.world`: the four trainers (the last: the world
+  text-to-image model).
 
 Trainers import ``models`` and ``kernels``; nothing in the pack imports trainers (the nodes never need them).
 """
@@ -14,7 +15,8 @@ Trainers import ``models`` and ``kernels``; nothing in the pack imports trainers
 from .estimator import train_estimator
 from .pose import train_pose
 from .refiner import train_refiner
-from .setup import EstimatorOptions, PoseOptions, RefinerOptions, Setup, TrainOptions
+from .setup import EstimatorOptions, PoseOptions, RefinerOptions, Setup, TrainOptions, WorldOptions
+from .world import train_world
 
 __all__ = ["EstimatorOptions", "PoseOptions", "RefinerOptions", "Setup", "TrainOptions", "train_estimator",
-           "train_pose", "train_refiner"]
+           "train_pose", "train_refiner", "train_world", "WorldOptions"]

@@ -188,7 +188,7 @@ def train(opts: TrainOptions, setup: Setup) -> dict:
                         p.copy_(backup[n])
         else:
             weights = {prefix + k: v for prefix, m in modules for k, v in m.state_dict().items()}
-            checkpoint.save(opts.out, {**weights, **trained}, meta_for(at_step))
+            checkpoint.save(opts.out, {**(setup.constants or {}), **weights, **trained}, meta_for(at_step))
         _save_state(state, modules, ema, opt, generator, at_step, losses, opts)
 
     save_every = opts.save_every or opts.steps

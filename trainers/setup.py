@@ -102,11 +102,46 @@ class EstimatorOptions(TrainOptions):
 
 
 @dataclass
+class WorldOptions(TrainOptions):
+    """``train.py world``: the world text-to-image model (:mod:`stepwise.models.world_model`) or a fine-tune."""
+
+    arch: str = "world"
+    parameterisation: str = "flow"
+    t_range: tuple[int, int] = (0, 1000)
+    resolution: int = 32
+    batch: int = 32
+    lr: float = 3e-4
+    text: str = "train"  # train | frozen: the text encoder trained with the UNet or kept as it is
+    sample_cfg: float = 3.0
+    sample_steps: int = 20
+    sample_prompts: tuple[str, ...] = ()
+    recipe: str = ""  # how the run was made (e.g. the make target), recorded in the metadata
+
+    def check(self) -> None:
+        super().check()
+        if self.text not in ("train", "frozen"):
+            raise ValueError(f"--text {self.text!r} is not one of train, frozen")
+        if self.space != "pixel" or self.vae:
+            raise ValueError("train.py world works in the pixel space of the world model (from scratch) or in the "
+                             "--base checkpoint's own VAE latents; drop --space latent / --vae")
+        if not self.base:
+            if self.arch != "world":
+                raise ValueError(f"--arch {self.arch!r}: from scratch the world model has one architecture, world")
+            if self.parameterisation != "flow":
+                raise ValueError(f"--parameterisation {self.parameterisation!r}: the world model predicts flow")
+            if self.resolution != 32:
+                raise ValueError(f"--resolution {self.resolution}: the world model is trained at 32 px")
+        if self.t_range != (0, 1000):
+            raise ValueError(f"--t-range {self.t_range[0]} {self.t_range[1]}: a text-to-image model trains on the "
+                             "whole schedule, 0 1000")
+
+
+@dataclass
 class CheckpointInfo:
     """What the written checkpoint's metadata says about the network (the format of :mod:`stepwise.models.checkpoint`);
     the loop adds the timestep range, the resolution and the training record."""
 
-    kind: str  # refiner | pose | estimator
+    kind: str  # refiner | pose | estimator | world
     network: dict
     parameterisation: str  # eps | v | flow
     latent_space: dict  # {"kind": "pixel", ...} or {"kind": "vae", "latent_format": ..., ...}
@@ -127,3 +162,4 @@ class Setup:
     samples: Callable[[int], None] | None = None  # write a sample grid at this step (modules in eval mode)
     finish: Callable[[], None] | None = None  # after the last checkpoint (modules in eval mode), e.g. an evaluation
     lora: dict | None = None  # LoRA layers injected into modules[0]: the checkpoint is a host LoRA file of them
+    constants: dict[str, torch.Tensor] | None = None  # untrained tensors written beside the modules (full checkpoints)

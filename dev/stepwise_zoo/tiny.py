@@ -144,7 +144,10 @@ TINY_MODELS = {"tiny-sd15": TinySD15, "tiny-sdxl": TinySDXL, "tiny-sd15-pixel": 
 
 
 def register():
-    """Add the tiny configs to the host's model detection (idempotent). Test fixtures only."""
-    for config in TINY_MODELS.values():
+    """Add the tiny configs and the world model's config to the host's model detection (idempotent). Test
+    fixtures and the demo only."""
+    from .world import config_class
+
+    for config in [*TINY_MODELS.values(), config_class()]:
         if config not in comfy.supported_models.models:
             comfy.supported_models.models.append(config)
