@@ -13,8 +13,16 @@ from ..kernels.views import VIEW_NAMES, View, describe
 from . import multiview
 from .common import CATEGORY, check_choice, check_finite
 
-DEFAULT_VIEWS = ("identity", "flip_ud", "rot90", "flip_lr")
+UNUSED = "unused"  # the default of views 3 and 4: no view is shown for a prompt that is not connected
+DEFAULT_VIEWS = ("identity", "flip_ud", UNUSED, UNUSED)
 log = logging.getLogger(__name__)
+
+
+def _view_options(i: int) -> list[str]:
+    """Views 1 and 2 are always used; 3 and 4 also offer ``unused``, their default, so an unconnected prompt shows no
+    view. They stay required inputs in the same place, so saved workflows' widget values keep their order (a saved
+    rot90/flip_lr beside an unconnected prompt still loads and is ignored, as before)."""
+    return list(VIEW_NAMES) if i <= 2 else [UNUSED, *VIEW_NAMES]
 
 
 class VisualAnagram(io.ComfyNode):
@@ -27,9 +35,11 @@ class VisualAnagram(io.ComfyNode):
                 io.Conditioning.Input(f"positive_{i}", optional=optional,
                                       tooltip=f"Prompt {i}: what the image shows under view_{i}."
                                       + (" Optional." if optional else "")),
-                io.Combo.Input(f"view_{i}", options=list(VIEW_NAMES), default=DEFAULT_VIEWS[i - 1],
+                io.Combo.Input(f"view_{i}", options=_view_options(i), default=DEFAULT_VIEWS[i - 1],
                                tooltip=f"How the image is transformed before prompt {i} is seen in it. rot90/rot270 "
-                                       "and inner_rotate need a square image; negate needs a pixel-space model."),
+                                       "and inner_rotate need a square image; negate needs a pixel-space model."
+                                       + (f" unused until positive_{i} is connected; then choose its view."
+                                          if optional else "")),
             ]
         inputs += [
             io.Combo.Input("mode", options=["average", "alternate"], default="average",
@@ -62,11 +72,14 @@ class VisualAnagram(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, positive_1, view_1, positive_2, view_2, positive_3=None, view_3="identity",
-                positive_4=None, view_4="identity", mode="average", patch_grid=4, patch_seed=0, skew=0.5) -> io.NodeOutput:
+    def execute(cls, model, positive_1, view_1, positive_2, view_2, positive_3=None, view_3=UNUSED,
+                positive_4=None, view_4=UNUSED, mode="average", patch_grid=4, patch_seed=0, skew=0.5) -> io.NodeOutput:
         pairs = [(positive_1, view_1), (positive_2, view_2), (positive_3, view_3), (positive_4, view_4)]
-        for i, (_, view) in enumerate(pairs, start=1):  # every view, connected or not: a bad value is a mistake
-            check_choice(f"view_{i}", view, VIEW_NAMES)
+        for i, (cond, view) in enumerate(pairs, start=1):  # every view, connected or not: a bad value is a mistake
+            check_choice(f"view_{i}", view, _view_options(i))
+            if cond is not None and view == UNUSED:
+                raise ValueError(f"positive_{i} is connected but view_{i} is {UNUSED!r}; choose the view prompt {i} "
+                                 f"is seen under (e.g. rot90 or flip_lr)")
         check_choice("mode", mode, ("average", "alternate"))
         check_finite(skew=skew)
         numbered = [(i, c, v) for i, (c, v) in enumerate(pairs, start=1) if c is not None]

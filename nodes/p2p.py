@@ -39,9 +39,11 @@ class PromptToPromptAttn(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="An SD1.x/SD2.x/SDXL model (a UNet with cross-attention)."),
                 io.Clip.Input("clip", tooltip="The model's text encoder."),
-                io.String.Input("source", multiline=True, default="a photo of a cat riding a bicycle",
+                # One-line text widgets: the host's web UI draws their names beside the words (a multiline box has no
+                # label once it holds text), and a prompt of up to 75 tokens fits one line.
+                io.String.Input("source", multiline=False, default="a photo of a cat riding a bicycle",
                                 tooltip="The source prompt (plain words, up to 75 tokens)."),
-                io.String.Input("target", multiline=True, default="a photo of a dog riding a bicycle",
+                io.String.Input("target", multiline=False, default="a photo of a dog riding a bicycle",
                                 tooltip="The edited prompt. replace: the same number of words with some swapped. "
                                         "refine: words added or changed. reweight: empty or equal to source."),
                 io.Combo.Input("mode", options=list(MODES), default="replace",

@@ -181,9 +181,10 @@ def main(argv=None) -> int:
                 seconds_run = time.perf_counter() - t0
                 files, arrays, captions = [], [], []
                 for node_id in sorted(entry["outputs"], key=int):
-                    images = entry["outputs"][node_id].get("images", [])
+                    # Saved images only: the upscaled previews beside small results are for the web UI's canvas.
+                    images = [im for im in entry["outputs"][node_id].get("images", []) if im["type"] == "output"]
                     title = prompt[node_id].get("_meta", {}).get("title", prompt[node_id]["class_type"])
-                    arrays_here = server.output_images({"outputs": {node_id: entry["outputs"][node_id]}})
+                    arrays_here = server.output_images({"outputs": {node_id: {"images": images}}})
                     for k, (im, array) in enumerate(zip(images, arrays_here)):
                         src = os.path.join(base, "output", im["subfolder"], im["filename"])
                         dst = os.path.join(args.out, f"{name}.png" if not files else f"{name}_{len(files)}.png")

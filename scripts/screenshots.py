@@ -4,14 +4,13 @@ Drives the real frontend exactly as ``tests/test_frontend.py`` does (pick the te
 on the canvas) and writes
 
 - ``docs/screenshots/<workflow>.png``: the whole graph after the run, as the artist sees it;
-- ``example_workflows/<workflow>.jpg``: the template's thumbnail (the workflow's output images side by side),
-  which the host serves beside the workflow for the UI's template picker.
+- ``example_workflows/<title>.jpg``: the template's thumbnail (the workflow's saved images side by side; previews
+  are left out), which the host serves beside the workflow ``<title>.json`` for the UI's template picker.
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
 import logging
 import os
 import sys
@@ -19,7 +18,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dev"))
 
-from stepwise_dev import frontend, host, images, paths  # noqa: E402
+from stepwise_dev import frontend, host, images, paths, templates  # noqa: E402
 from stepwise_dev.server import example_assets, stepwise_server  # noqa: E402
 
 log = logging.getLogger("screenshots")
@@ -47,13 +46,13 @@ def main(argv=None) -> int:
     host.setup()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join(paths.REPO, "docs", "screenshots"))
-    parser.add_argument("--only", nargs="*", help="workflow names (default: every file in example_workflows/)")
+    parser.add_argument("--only", nargs="*", help="workflow stems, as in dev/workflows/ (default: every one)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="screenshots: %(message)s", force=True)
     why = frontend.unavailable()
     if why:
         parser.error(why)
-    names = sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(paths.EXAMPLE_WORKFLOWS, "*.json")))
+    names = templates.stems()
     if args.only:
         names = [n for n in names if n in args.only]
     zoo = paths.zoo_dir()
@@ -62,11 +61,13 @@ def main(argv=None) -> int:
         with server, frontend.Frontend(server, viewport=(2200, 1300)) as ui:
             for name in names:
                 shot = os.path.join(args.out, name + ".png")
-                run = ui.run_template(name, screenshot=shot)
+                run = ui.run_template(templates.title(name), screenshot=shot)
                 if run.response_status != 200 or run.entry is None:
                     raise RuntimeError(f"{name}: the UI's prompt was refused: {run.response}")
-                thumb = os.path.join(paths.EXAMPLE_WORKFLOWS, name + ".jpg")
-                thumbnail(server.output_images(run.entry)).save(thumb, quality=88)
+                thumb = templates.thumbnail_path(name)
+                saved = {nid: {"images": [im for im in out.get("images", []) if im["type"] == "output"]}
+                         for nid, out in run.entry["outputs"].items()}
+                thumbnail(server.output_images({"outputs": saved})).save(thumb, quality=88)
                 log.info("%s: %.1fs -> %s, %s", name, run.seconds, os.path.relpath(shot, paths.REPO),
                          os.path.relpath(thumb, paths.REPO))
     return 0

@@ -52,6 +52,10 @@ class FrontendRun:
     failed_requests: list = field(default_factory=list)  # (status, url) answered >= 400 while loading
     screenshot: str | None = None
     seconds: float = 0.0
+    card: dict = field(default_factory=dict)  # the template card as shown: title, description, whether either is cut
+    notes: list = field(default_factory=list)  # texts of the Note nodes on the canvas
+    texts: dict = field(default_factory=dict)  # node id -> the text a Preview Any node shows after the run
+    widgets: dict = field(default_factory=dict)  # node id -> [(widget name, type, label, value)] as loaded
 
 
 class Frontend:
@@ -85,8 +89,10 @@ class Frontend:
         page.wait_for_function("window.app && window.app.graph && window.app.canvas", timeout=120_000)
         return page
 
-    def pick_template(self, page, module: str, name: str, timeout: float = 60.0) -> None:
-        """Templates (sidebar) -> the custom node pack's group -> the workflow's card, as a user clicks."""
+    def pick_template(self, page, module: str, name: str, timeout: float = 60.0) -> dict:
+        """Templates (sidebar) -> the custom node pack's group -> the workflow's card, as a user clicks; ``name`` is
+        the template's file name without ``.json``. Returns the card as shown: its ``title`` and ``description``
+        texts and whether the card cuts either (``title_cut``, ``description_cut``)."""
         dialog = page.get_by_role("dialog").filter(has_text="Template")
         if not dialog.is_visible():
             page.get_by_role("button", name="Templates").first.click()
@@ -94,11 +100,18 @@ class Frontend:
         dialog.get_by_text(module, exact=True).first.click()
         # The card grid renders the cards in view only: search for the workflow as a user would.
         dialog.get_by_placeholder("Search templates").fill(name)
-        # A custom node template's card shows its file name, and the name with spaces as its description.
-        card = dialog.get_by_text(name.replace("_", " "), exact=True).first
+        # The frontend marks each card with the template's name; its title is an h3, its description the p below.
+        card = dialog.locator(f'[data-testid="template-workflow-{name}"]').first
         card.wait_for(state="visible", timeout=timeout * 1000)
+        shown = card.evaluate("""card => {
+            const cut = e => !!e && (e.scrollHeight > e.clientHeight + 1 || e.scrollWidth > e.clientWidth + 1);
+            const h3 = card.querySelector('h3'), p = card.querySelector('p');
+            return {title: h3 ? h3.innerText : null, description: p ? p.innerText : null,
+                    title_cut: cut(h3), description_cut: cut(p)};
+        }""")
         card.click()
         dialog.wait_for(state="hidden", timeout=timeout * 1000)
+        return shown
 
     def fit_view(self, page) -> dict:
         """Zoom and pan the canvas so the whole graph fills the window below the top bar, drawn in full detail at
@@ -125,7 +138,8 @@ class Frontend:
 
     def run_template(self, name: str, module: str = "stepwise", screenshot: str | None = None,
                      timeout: float = 600.0) -> FrontendRun:
-        """Open ``name`` from the pack's templates, queue it with Run, wait for its images on the canvas."""
+        """Open ``name`` (the template's file name without ``.json``) from the pack's templates, queue it with Run,
+        wait for its images on the canvas and the texts of its Preview Any nodes."""
         result = FrontendRun(name)
         start = time.perf_counter()
         page = self.open()
@@ -133,11 +147,16 @@ class Frontend:
             page.on("response", lambda r: result.failed_requests.append((r.status, r.url))
                     if r.status >= 400 else None)
             expected = len(workflow.load(os.path.join(paths.EXAMPLE_WORKFLOWS, name + ".json"))["nodes"])
-            self.pick_template(page, module, name)
+            result.card = self.pick_template(page, module, name)
             page.wait_for_function(f"window.app.graph.nodes.length === {expected}", timeout=60_000)
             page.wait_for_timeout(500)  # a missing-nodes dialog opens right after the graph is configured
             result.node_types = page.evaluate("window.app.graph.nodes.map(n => n.type)")
             result.dialogs = [d.inner_text() for d in page.get_by_role("dialog").all() if d.is_visible()]
+            result.notes = page.evaluate("window.app.graph.nodes.filter(n => n.type === 'Note')"
+                                         ".map(n => String(n.widgets?.[0]?.value ?? ''))")
+            result.widgets = page.evaluate("""Object.fromEntries(window.app.graph.nodes.map(n => [String(n.id),
+                (n.widgets ?? []).map(w => [w.name, w.type, w.label ?? null,
+                                            typeof w.value === 'object' ? null : w.value])]))""")
             with page.expect_response(lambda r: r.url.endswith("/api/prompt") and r.request.method == "POST",
                                       timeout=60_000) as answer:
                 page.get_by_role("button", name="Run", exact=True).first.click()
@@ -154,6 +173,15 @@ class Frontend:
                     "ids => ids.every(id => { const n = window.app.graph.getNodeById(Number(id));"
                     " return n && n.imgs && n.imgs.length > 0 && n.imgs.every(i => i.complete); })",
                     arg=shown, timeout=60_000)
+                texts = [nid for nid, out in result.entry["outputs"].items() if out.get("text")]
+                texts = page.evaluate("ids => ids.filter(id => window.app.graph.getNodeById(Number(id))?.type"
+                                      " === 'PreviewAny')", texts)
+                page.wait_for_function(
+                    "ids => ids.every(id => { const w = window.app.graph.getNodeById(Number(id))?.widgets"
+                    "?.find(w => w.name === 'preview'); return w && w.value; })", arg=texts, timeout=60_000)
+                result.texts = page.evaluate(
+                    "ids => Object.fromEntries(ids.map(id => [id, window.app.graph.getNodeById(Number(id))"
+                    ".widgets.find(w => w.name === 'preview').value]))", texts)
             if screenshot:
                 os.makedirs(os.path.dirname(os.path.abspath(screenshot)), exist_ok=True)
                 page.screenshot(path=screenshot, clip=self.fit_view(page))

@@ -12,6 +12,12 @@ import json
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
+# Nodes that exist only in the web UI: never sent to /prompt, never in /object_info.
+UI_ONLY = {"Note", "MarkdownNote"}
+NOTE_COLOR, NOTE_BGCOLOR = "#432", "#653"  # the web UI's colours for a new Note
+# Display widgets the host's own frontend extensions add to a node and send in the prompt, which the server ignores
+# (Preview Any's text box).
+UI_EXTRA_INPUTS = {"PreviewAny": {"preview"}}
 
 
 def _input_specs(info: dict) -> list[tuple[str, str, dict]]:
@@ -44,6 +50,8 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
     links = {link[0]: link for link in ui["links"]}
     api = {}
     for node in ui["nodes"]:
+        if node["type"] in UI_ONLY:
+            continue
         if node.get("mode", 0) != 0:
             raise ValueError(f"node {node['id']} ({node['type']}) is muted or bypassed; the converter only takes active nodes")
         info = object_info[node["type"]]
@@ -91,11 +99,18 @@ def _depths(api: dict) -> dict[str, int]:
     return depth
 
 
-def api_to_ui(api: dict, object_info: dict) -> dict:
-    """Lay an API-format prompt out as a UI-format workflow (schema 0.4) the web UI loads."""
+def note_height(text: str, chars_per_line: int = 46, line_px: int = 15) -> int:
+    """Roughly the height a Note 300 px wide needs to show ``text`` without scrolling."""
+    lines = sum(max(1, -(-len(line) // chars_per_line)) for line in text.split("\n"))
+    return 40 + line_px * lines
+
+
+def api_to_ui(api: dict, object_info: dict, note: str | None = None) -> dict:
+    """Lay an API-format prompt out as a UI-format workflow (schema 0.4) the web UI loads; ``note`` adds a Note node
+    (UI only: the prompt the UI queues is unchanged) at the top of the first column."""
     depth = _depths(api)
     order = sorted(api, key=lambda n: (depth[n], int(n)))
-    column_y: dict[int, int] = {}
+    column_y: dict[int, int] = {0: 60 + note_height(note) + 50} if note else {}
     nodes, links = [], []
     out_links: dict[tuple[str, int], list[int]] = {}
     for nid in order:
@@ -151,7 +166,14 @@ def api_to_ui(api: dict, object_info: dict) -> dict:
     for link_id, origin, oslot, target, iname, _ in links:
         tslot = next(i for i, e in enumerate(by_id[target]["inputs"]) if e["name"] == iname)
         ui_links.append([link_id, origin, oslot, target, tslot, by_id[origin]["outputs"][oslot]["type"]])
-    return {"last_node_id": max(int(n) for n in api), "last_link_id": len(ui_links), "nodes": nodes, "links": ui_links,
+    last_id = max(int(n) for n in api)
+    if note:
+        last_id += 1
+        nodes.append({"id": last_id, "type": "Note", "pos": [40, 60], "size": [300, note_height(note)], "flags": {},
+                      "order": len(nodes), "mode": 0, "inputs": [], "outputs": [], "title": "Note: read me first",
+                      "properties": {"text": ""}, "widgets_values": [note], "color": NOTE_COLOR,
+                      "bgcolor": NOTE_BGCOLOR})
+    return {"last_node_id": last_id, "last_link_id": len(ui_links), "nodes": nodes, "links": ui_links,
             "groups": [], "config": {}, "extra": {"ds": {"scale": 1.0, "offset": [0, 0]}}, "version": 0.4}
 
 
@@ -161,5 +183,8 @@ def load(path: str) -> dict:
 
 
 def strip_meta(api: dict) -> dict:
-    """The part of an API prompt the server executes (titles dropped), for comparisons."""
-    return {nid: {"class_type": n["class_type"], "inputs": n["inputs"]} for nid, n in api.items()}
+    """The part of an API prompt the server executes (titles and the frontend's display-only inputs dropped), for
+    comparisons."""
+    return {nid: {"class_type": n["class_type"],
+                  "inputs": {k: v for k, v in n["inputs"].items() if k not in UI_EXTRA_INPUTS.get(n["class_type"], ())}}
+            for nid, n in api.items()}
