@@ -99,6 +99,31 @@ def reweight(q, k, v, weights, attention: Attention = sdpa) -> torch.Tensor:
     return attention(q, k, scale_tokens(v, weights))
 
 
+def query_chunks(rows: int, queries: int, keys: int, features: int, budget: int) -> int:
+    """How many queries one attention call may take so that ``rows · queries · keys · features`` (the multiply-adds
+    of its scores, about those of its output too) stays within ``budget``; all ``queries`` when they fit."""
+    per_query = max(1, rows * keys * features)
+    return max(1, min(queries, budget // per_query))
+
+
+def chunked(attention: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, budget: int,
+            between: Callable[[], None] | None = None) -> torch.Tensor:
+    """``attention(q, k, v)`` (rows × tokens × features) in query chunks of at most ``budget`` multiply-adds each,
+    calling ``between()`` before every chunk (e.g. to honour an interrupt). Each query attends independently, so
+    the chunks' outputs concatenated are the output of one call; a call within the budget is one call."""
+    size = query_chunks(q.shape[0], q.shape[1], k.shape[1], q.shape[2], budget)
+    if between is not None:
+        between()
+    if size >= q.shape[1]:
+        return attention(q, k, v)
+    out = []
+    for start in range(0, q.shape[1], size):
+        if start and between is not None:
+            between()
+        out.append(attention(q[:, start:start + size], k, v))
+    return torch.cat(out, dim=1)
+
+
 def take_source_attention(q: torch.Tensor, k: torch.Tensor, src: list[int], tgt: list[int]) -> None:
     """In place: the target rows' queries and keys become their source rows', so the target rows attend as the
     source rows do (with their own values)."""

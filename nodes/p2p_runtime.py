@@ -10,6 +10,10 @@ connects them to the host:
 - ``attn1`` replace patches: inside the ``self_replace`` window the target row's self-attention at the
   low-resolution layers (at most 1/4 of the latent's side, i.e. ≤16² at 512 px for SD1.5, ≤32² at 1024 px for
   SDXL) uses the source row's attention maps: ``attention(q_src, k_src, v_tgt)``;
+- interrupts: the host looks for one only between steps, and one step at a large latent is minutes of
+  self-attention, so every attention call of the patched model checks for an interrupt, and the host's own
+  attention runs in query chunks of about a second's work (:data:`INTERRUPT_BUDGET`) with a check before each
+  (another node's chained patch is called whole, after a check);
 - a post-CFG function for local blend: outside a mask from the blend words' accumulated cross-attention maps the
   target's denoised prediction is the source's, so the finished target keeps the source's content there (the
   paper blends x_t after each step; blending the prediction is the sampler-agnostic equivalent, and the
@@ -41,6 +45,7 @@ from dataclasses import dataclass, field
 
 import comfy.k_diffusion.sampling
 import comfy.ldm.modules.attention
+import comfy.model_management
 import comfy.model_patcher
 import comfy.patcher_extension
 import comfy.samplers
@@ -75,6 +80,24 @@ def _default_attention(q, k, v, extra):
     return comfy.ldm.modules.attention.optimized_attention(q, k, v, extra["n_heads"],
                                                            attn_precision=extra.get("attn_precision"),
                                                            transformer_options=extra)
+
+
+# Multiply-adds of attention between two interrupt checks: about a second of a CPU's attention (a few ms on a
+# GPU). A large latent's self-attention is far more in one call (1280 px on the tiny zoo model: ~1.7e11 per call),
+# and the host looks for an interrupt only between steps, so the host's own attention is called in query chunks
+# of this size with a check before each.
+INTERRUPT_BUDGET = {"cpu": 2**32}
+INTERRUPT_BUDGET_OTHER = 2**38
+
+
+def _attend(inner, q, k, v, extra):
+    """``inner(q, k, v, extra)`` that honours an interrupt within about :data:`INTERRUPT_BUDGET` of work."""
+    check = comfy.model_management.throw_exception_if_processing_interrupted
+    if inner is not _default_attention:  # another node's patch may need the whole call: check before it only
+        check()
+        return inner(q, k, v, extra)
+    budget = INTERRUPT_BUDGET.get(q.device.type, INTERRUPT_BUDGET_OTHER)
+    return ae.chunked(lambda q_, k_, v_: inner(q_, k_, v_, extra), q, k, v, budget, check)
 
 
 _BROWNIAN = re.compile(r"sample_dpmpp_(sde|2m_sde|2m_sde_heun|3m_sde)(_gpu)?$")
@@ -216,35 +239,35 @@ class Hooks:
         run = run_of(extra, self.plan)
         pairs = self._pairs(run, extra, q.shape[0])
         if pairs is None:
-            return inner(q, k, v, extra)
+            return _attend(inner, q, k, v, extra)
         src, tgt = pairs
         if self.plan.needs_maps:
             self._record(run, q, k, extra, src, tgt)
         if run.step.alpha is None:
-            return inner(q, k, v, extra)
+            return _attend(inner, q, k, v, extra)
         t = p2p_plan.edit_tensors(self.plan, run.step, q.device, q.dtype)
 
         def own(q_, k_, v_):  # the target rows alone: one conditional chunk each
-            return inner(q_, k_, v_, {**extra, "cond_or_uncond": [0] * len(tgt), "uuids": [None] * len(tgt)})
+            return _attend(inner, q_, k_, v_, {**extra, "cond_or_uncond": [0] * len(tgt), "uuids": [None] * len(tgt)})
 
         return ae.edit_rows(q, k, v, src, tgt, t["m"], t["w_src"], t["w_own"],
-                            lambda q_, k_, v_: inner(q_, k_, v_, extra), own)
+                            lambda q_, k_, v_: _attend(inner, q_, k_, v_, extra), own)
 
     def attn1(self, key, q, k, v, extra):
         inner = self.inner1.get(key) or _default_attention
         run = run_of(extra, self.plan)
         pairs = self._pairs(run, extra, q.shape[0])
         if pairs is None or not run.step.self_inject:
-            return inner(q, k, v, extra)
+            return _attend(inner, q, k, v, extra)
         shape = extra.get("activations_shape")
         original = extra.get("original_shape")
         if shape is None or original is None:
-            return inner(q, k, v, extra)
+            return _attend(inner, q, k, v, extra)
         h, w = p2p_plan.map_size(original[-2], original[-1])
         if shape[-2] * shape[-1] > h * w:
-            return inner(q, k, v, extra)
+            return _attend(inner, q, k, v, extra)
         ae.take_source_attention(q, k, *pairs)
-        return inner(q, k, v, extra)
+        return _attend(inner, q, k, v, extra)
 
     def _record(self, run: Run, q, k, extra, src, tgt) -> None:
         shape, original = extra.get("activations_shape"), extra.get("original_shape")

@@ -219,3 +219,40 @@ def test_blend_mask_hand_worked():
     assert pooled.shape == (1, 1, 8, 8) and pooled[0, 0, :4, :4].all() and pooled[0, 0, 4:, 4:].all()
     assert not pooled[0, 0, 6:, :2].any()
     assert not ae.blend_mask(torch.zeros(2, 4, 4), 4, 4).any()  # no attention, no mask
+
+
+# --- attention in query chunks (interrupt checks between them) ---
+
+def test_chunked_attention_equals_one_call_and_checks_before_every_chunk():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 50, 8, generator=g) for _ in range(3))
+
+    def attention(q_, k_, v_):
+        return ae.sdpa(q_.unsqueeze(1), k_.unsqueeze(1), v_.unsqueeze(1)).squeeze(1)
+
+    checks = []
+    whole = ae.chunked(attention, q, k, v, budget=10**9, between=lambda: checks.append(1))
+    assert len(checks) == 1 and torch.equal(whole, attention(q, k, v))
+    checks.clear()
+    budget = 2 * 50 * 8 * 7  # 7 queries per chunk: 8 chunks, the last of 1
+    parts = ae.chunked(attention, q, k, v, budget=budget, between=lambda: checks.append(1))
+    assert len(checks) == 8
+    torch.testing.assert_close(parts, whole, rtol=1e-6, atol=1e-6)
+    assert ae.query_chunks(2, 50, 50, 8, 1) == 1  # never fewer than one query
+
+
+def test_chunked_attention_stops_at_the_first_failing_check():
+    q = k = v = torch.zeros(1, 10, 4)
+    calls = []
+
+    def attention(q_, k_, v_):
+        calls.append(q_.shape[1])
+        return q_
+
+    def between():
+        if len(calls) == 2:
+            raise InterruptedError
+
+    with pytest.raises(InterruptedError):
+        ae.chunked(attention, q, k, v, budget=10 * 4 * 3, between=between)
+    assert calls == [3, 3]
