@@ -134,7 +134,8 @@ def _set_mode(modules, training: bool) -> None:
 def train(opts: TrainOptions, setup: Setup) -> dict:
     """Run ``setup`` for ``opts.steps`` steps: image indices from ``[0, setup.images)`` and timesteps from
     ``opts.t_range``, drawn from one generator seeded with ``opts.seed``; AdamW, EMA, mixed precision, atomic
-    checkpoints to ``opts.out`` every ``opts.save_every`` steps and at the end, resume. Returns the written metadata
+    checkpoints to ``opts.out`` every ``opts.save_every`` steps and at the end, resume, and a stop after
+    ``opts.max_minutes`` (a part of a longer run: the checkpoint and state are written there). Returns the written metadata
     plus the loss of every step under ``losses``."""
     from tqdm import tqdm
 
@@ -218,10 +219,15 @@ def train(opts: TrainOptions, setup: Setup) -> dict:
             _set_mode(modules, True)
         if step % save_every == 0 or step == opts.steps:
             write(step)
+        if opts.max_minutes and step < opts.steps and time.perf_counter() - t_start > 60 * opts.max_minutes:
+            write(step)
+            log.info("stopped at step %d of %d after --max-minutes %g; rerun with --resume to continue", step,
+                     opts.steps, opts.max_minutes)
+            break
     bar.close()
     if not os.path.isfile(opts.out):  # resumed at the final step: nothing left to train
         write(step)
-    if setup.finish is not None:
+    if setup.finish is not None and step == opts.steps:
         _set_mode(modules, False)
         setup.finish()
     meta = checkpoint.read_metadata(opts.out)

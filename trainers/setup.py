@@ -46,6 +46,7 @@ class TrainOptions:
     lora_rank: int = 0  # refiners with base: train LoRA layers of this rank (the other kinds refuse a rank)
     lora_alpha: float | None = None
     cond_dropout: float = 0.1  # share of empty captions / null poses (the unconditional input for CFG)
+    max_minutes: float = 0.0  # stop (checkpoint written) after this long; --resume continues (0: no limit)
 
     def check(self) -> None:
         """Refuse options no trainer can use, naming the bad value and what would work."""
@@ -60,6 +61,8 @@ class TrainOptions:
             raise ValueError("--space latent needs --vae (a checkpoint or VAE file whose VAE defines the latents)")
         if self.steps < 1 or self.batch < 1:
             raise ValueError(f"--steps and --batch must be >= 1, got {self.steps} and {self.batch}")
+        if self.max_minutes < 0:
+            raise ValueError(f"--max-minutes {self.max_minutes} must be >= 0 (0: no limit)")
         if not 0 <= self.cond_dropout <= 1:
             raise ValueError(f"--cond-dropout {self.cond_dropout} must be in [0, 1]")
 

@@ -122,15 +122,21 @@ def sample_prompts(opts: WorldOptions) -> list[str]:
 @torch.no_grad()
 def generate(model, clip, prompts: list[str], seeds: list[int], resolution: int, steps: int = 20,
              cfg: float = 3.0, device=None) -> torch.Tensor:
-    """Images (len(prompts)·len(seeds) × 3 × R × R in [-1, 1], prompt-major) from the host's euler sampler with CFG
+    """Latents (len(prompts)·len(seeds) × C × r × r, as a sampler node outputs them: what VAE Decode reads;
+    prompt-major) of ``model`` (a host
+    ``ModelPatcher`` or ``BaseModel``) from the host's euler sampler with CFG
     against the empty prompt, one batch per prompt: what a KSampler of ``steps`` steps on the ``simple`` schedule
     draws for each prompt and seed (noise from ``torch.manual_seed(seed)`` per image)."""
     import comfy.model_patcher
     import comfy.sample
     import comfy.samplers
 
-    device = device or next(model.diffusion_model.parameters()).device
-    patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=device)
+    if isinstance(model, comfy.model_patcher.ModelPatcher):  # as the host's loader returns it
+        patcher, model = model, model.model
+        device = device or patcher.load_device
+    else:
+        device = device or next(model.diffusion_model.parameters()).device
+        patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=device)
     channels = model.latent_format.latent_channels
     factor = 1 if channels == 3 else 8
     side = resolution // factor

@@ -103,6 +103,19 @@ def test_resume_continues_bit_exactly(scenes, tmp_path):
     assert meta["training"]["steps"] == 4 and len(meta["losses"]) == 4
 
 
+def test_a_run_in_timed_parts_ends_where_a_straight_run_ends(scenes, tmp_path):
+    straight = str(tmp_path / "straight.safetensors")
+    train_world(_opts(scenes, straight, steps=3))
+    parts = str(tmp_path / "parts.safetensors")
+    first = train_world(_opts(scenes, parts, steps=3, max_minutes=1e-9))  # stops after its first step
+    assert first["training"]["steps"] == 1 and os.path.isfile(parts + ".train-state")
+    train_world(_opts(scenes, parts, steps=3, max_minutes=1e-9, resume=True))
+    meta = train_world(_opts(scenes, parts, steps=3, resume=True))
+    a, _ = checkpoint.load(straight)
+    b, _ = checkpoint.load(parts)
+    assert meta["training"]["steps"] == 3 and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_frozen_text_encoder_stays_as_seeded(scenes, tmp_path):
     out = str(tmp_path / "frozen.safetensors")
     train_world(_opts(scenes, out, text="frozen"))
