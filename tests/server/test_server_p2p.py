@@ -81,7 +81,7 @@ def test_one_node_feeding_two_samplers_hands_each_maps_node_its_own_run(server):
 
 
 def test_interrupt_lands_within_seconds_inside_one_step_of_a_large_latent(server):
-    """At 1280 px (a 160x160 latent) one step of the tiny model is about a minute of self-attention on these CPUs
+    """At 1280 px (a 160x160 latent) one step of the tiny model is minutes of self-attention on these CPUs
     (25,600 tokens, ~1.7e11 multiply-adds per call); the host looks for an interrupt only between steps. The
     patched model's attention checks within about a second of work, so /interrupt lands inside the first step.
     Memory stays small: the host's attention on CPU is chunked (sub-quadratic), activations are ~13 MB."""
@@ -129,7 +129,8 @@ def test_interrupt_lands_within_seconds_inside_one_step_of_a_large_latent(server
         server.interrupt()
     assert events and events[-1] == "execution_interrupted", events
     assert "progress" not in events, f"the first step ended before the interrupt landed: {events}"
-    assert elapsed is not None and elapsed < 5.0, f"/interrupt took {elapsed} s to land"
+    # about 3 s measured on 2 shared cores (the rest of the chunk, then the host unwinds); a step takes over 2 min
+    assert elapsed is not None and elapsed < 8.0, f"/interrupt took {elapsed} s to land"
     assert server.alive()
 
 
