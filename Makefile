@@ -8,7 +8,7 @@ VENV := $(or $(STEPWISE_VENV),$(CURDIR)/.venv)
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help host lock check lint zoo zoo-tiny test test-fast test-gpu demo serve workflows screenshots bench eval clean
+.PHONY: help host lock check lint zoo zoo-tiny test test-fast test-gpu demo serve workflows screenshots bench eval clean world-models
 
 help:
 	@echo "make host       put the pinned ComfyUI in place, install its venv from host.lock, link the pack"
@@ -24,6 +24,8 @@ help:
 	@echo "make zoo        build the model zoo (tiny + full-size SD1.5 architecture) into ~/.cache/stepwise/zoo"
 	@echo "make bench      benchmarks (bench/results/*.json); not part of make test"
 	@echo "make eval       quality experiments (eval/results/*.json); not part of make test"
+	@echo "make world-models  the next part (<= 110 min) of the world text-to-image models' recipe; run again until it"
+	@echo "                says complete (WORLD_ARGS='--device cuda' on a GPU, '--ship' to write dev/world_models/)"
 	@echo "make screenshots  run every example workflow in the web UI (headless Chromium) -> docs/screenshots/,"
 	@echo "                  template thumbnails example_workflows/*.jpg"
 	@echo "make workflows  regenerate example_workflows/ (UI format) from dev/workflows/ (API format)"
@@ -67,6 +69,9 @@ workflows: host
 
 screenshots: zoo-tiny
 	$(PY) scripts/screenshots.py
+
+world-models: host
+	$(PY) scripts/world_models.py $(WORLD_ARGS)
 
 clean:
 	rm -rf demo-output .pytest_cache

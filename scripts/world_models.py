@@ -1,0 +1,145 @@
+"""``make world-models``: the recipe of the world text-to-image models, run in resumable parts.
+
+Each call does the next part of the recipe and stops within ``--part-minutes`` (default 110: a part fits the
+2-hour limit on 2 CPU cores); call it again until it says the recipe is complete. Parts never repeat work: the
+data is made once, each training seed resumes bit-exactly from its last checkpoint (``train.py world --resume``),
+and a finished seed is not touched again.
+
+Recipe (``RECIPE``; the work folder is ``--work``, default ``~/.cache/stepwise/world``):
+
+1. data: ``train.py make-data --kind scenes`` of 1-object scenes at 32 px without the held-out colour-and-shape
+   pairs (``--split train``), world seed ``DATA_SEED``;
+2. for each training seed of ``SEEDS``: ``train.py world`` for ``STEPS`` steps (batch 32, lr 3e-4, EMA 0.999, the
+   text encoder trained with the UNet, PyTorch attention, one thread: the figure the README's timings use);
+3. when every seed is done: ``eval/world_t2i.py`` on the final checkpoints (held-out prompts and sampler seeds)
+   -> ``eval/results/world_t2i.json``; with ``--ship`` the checkpoints are written in fp16 to ``--ship-dir``
+   (default ``dev/world_models``) with the recipe, the data seed and the measured metrics in their metadata.
+
+On a CUDA machine add ``--device cuda`` (and more threads do nothing there): the parts then take minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+TRAIN_PY = os.path.join(REPO, "train.py")
+
+DATA_SEED = 1
+DATA = {"kind": "scenes", "n": 20000, "size": 32, "split": "train", "objects": (1, 1)}
+SEEDS = (0, 1)
+STEPS = 4000
+TRAIN = {"batch": 32, "lr": 3e-4, "ema": 0.999, "save_every": 250, "sample_every": 500}
+RECIPE = (f"make world-models: {DATA['n']} {DATA['objects'][0]}-object scenes at {DATA['size']} px, split "
+          f"{DATA['split']}, world seed {DATA_SEED}; train.py world --steps {STEPS} --batch {TRAIN['batch']} --lr "
+          f"{TRAIN['lr']} --ema {TRAIN['ema']} (text encoder trained), seeds {', '.join(map(str, SEEDS))}")
+
+log = logging.getLogger("world-models")
+
+
+def data_command(folder: str) -> list[str]:
+    return [sys.executable, TRAIN_PY, "make-data", "--kind", DATA["kind"], "--n", str(DATA["n"]), "--size",
+            str(DATA["size"]), "--out", folder, "--seed", str(DATA_SEED), "--split", DATA["split"], "--objects",
+            *map(str, DATA["objects"])]
+
+
+def train_command(data: str, out: str, seed: int, minutes: float, device: str, steps: int = STEPS) -> list[str]:
+    cmd = [sys.executable, TRAIN_PY, "world", "--data", data, "--out", out, "--steps", str(steps), "--seed", str(seed),
+           "--batch", str(TRAIN["batch"]), "--lr", str(TRAIN["lr"]), "--ema", str(TRAIN["ema"]),
+           "--save-every", str(TRAIN["save_every"]), "--sample-every", str(TRAIN["sample_every"]),
+           "--device", device, "--recipe", RECIPE]
+    if minutes > 0:
+        cmd += ["--max-minutes", f"{minutes:.2f}"]
+    if os.path.isfile(out + ".train-state"):
+        cmd.append("--resume")
+    return cmd
+
+
+def steps_done(out: str) -> int:
+    """Steps of the checkpoint at ``out`` (0 when there is none yet)."""
+    if not os.path.isfile(out):
+        return 0
+    from safetensors import safe_open
+
+    with safe_open(out, framework="pt") as f:
+        return int(json.loads(f.metadata()["stepwise"])["training"]["steps"])
+
+
+def ship(paths: list[str], ship_dir: str, report: dict) -> list[str]:
+    """Write each checkpoint in fp16 to ``ship_dir`` with the recipe, data seed and metrics in its metadata."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    os.makedirs(ship_dir, exist_ok=True)
+    written = []
+    for path in paths:
+        with safe_open(path, framework="pt") as f:
+            meta = json.loads(f.metadata()["stepwise"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
+        run = next(r for r in report["runs"] if r["checkpoint"] == os.path.basename(path))
+        losses = _losses(path)
+        meta["training"].update({"recipe": RECIPE, "data_seed": DATA_SEED, "data": DATA | {"objects": list(DATA["objects"])},
+                                 "first_losses": losses[:20], "metrics": {k: run[k] for k in ("held_out", "train_like")}})
+        out = os.path.join(ship_dir, os.path.basename(path))
+        save_file(tensors, out + ".tmp", metadata={"stepwise": json.dumps(meta, sort_keys=True)})
+        os.replace(out + ".tmp", out)
+        written.append(out)
+        log.info("shipped %s (%.1f MB)", out, os.path.getsize(out) / 2**20)
+    return written
+
+
+def _losses(path: str) -> list[float]:
+    from safetensors.torch import load_file
+
+    return load_file(path + ".train-state")["losses"].tolist()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", default=os.path.expanduser("~/.cache/stepwise/world"))
+    parser.add_argument("--part-minutes", type=float, default=110.0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--ship", action="store_true", help="when complete, write the fp16 checkpoints to --ship-dir")
+    parser.add_argument("--ship-dir", default=os.path.join(REPO, "dev", "world_models"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="world-models: %(message)s")
+    start = time.monotonic()
+    left = lambda: args.part_minutes - (time.monotonic() - start) / 60  # noqa: E731
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    data = os.path.join(args.work, "data")
+    if not os.path.isfile(os.path.join(data, f"scenes_{DATA['n'] - 1:05d}.txt")):
+        subprocess.run(data_command(data), check=True, env=env)
+    outs = [os.path.join(args.work, f"stepwise-world-s{seed}.safetensors") for seed in SEEDS]
+    for seed, out in zip(SEEDS, outs):
+        if steps_done(out) >= STEPS:
+            continue
+        if left() < 5:
+            log.info("part over; run again to continue (seed %d at step %d of %d)", seed, steps_done(out), STEPS)
+            return 0
+        subprocess.run(train_command(data, out, seed, left(), args.device), check=True, env=env)
+        if steps_done(out) < STEPS:
+            log.info("part over; run again to continue (seed %d at step %d of %d)", seed, steps_done(out), STEPS)
+            return 0
+    results = os.path.join(REPO, "eval", "results", "world_t2i.json")
+    cmd = [sys.executable, os.path.join(REPO, "eval", "world_t2i.py"), "--out", results]
+    for out in outs:
+        cmd += ["--checkpoint", out]
+    subprocess.run(cmd, check=True, env=env)
+    with open(results) as f:
+        report = json.load(f)
+    if args.ship:
+        ship(outs, args.ship_dir, report)
+    log.info("recipe complete: %s", json.dumps(report["summary"]["held_out"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
