@@ -1,0 +1,136 @@
+"""Do Visual Anagram and Hybrid Noise make illusions on the world model? (issue "A world the models understand", 5)
+
+For each world checkpoint (``--checkpoint``; loaded by the host's checkpoint loader) and ``--pairs`` prompt pairs
+(A, B) of one object each on the same background, both objects ``at the top`` in their own prompt, with different
+colours and shapes (drawn from world seed 7007 without the held-out pairs' restriction, never a training set), and
+``--seeds`` sampler seeds:
+
+- **Visual Anagram** (views identity and rot180): success when the image read upright holds an object with A's
+  shape, colour and position and the image turned upside down holds one with B's. Baseline: prompt A sampled
+  alone by the plain model from the same noise, judged the same way (the upside-down view should not read as B).
+- **Hybrid Noise** (low_high, the node's automatic blur): success when the image low-passed by the node's blur
+  (:func:`kernels.frequency.lowpass`) holds an object with A's colour and position, and the image itself (seen up
+  close: the high frequencies on top of the low) holds one with B's shape, colour and position. Baseline: prompt B
+  sampled alone (its low-passed image should not read as A).
+
+The analyser reads every image (:mod:`models.analyser`). Chance of a view reading as a prompt by accident: about
+1/8 colour × 1/6 shape × 1/5 position = 0.004. The euler sampler, ``--steps`` steps, CFG ``--cfg``; writes
+``eval/results/world_views.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+from common import HERE, log, start_eval, write_report
+
+WORLD_SEED = 7007
+
+
+def pairs(n: int) -> list[tuple[str, str]]:
+    """``n`` prompt pairs (A, B): one object each at the top, same background and size, other colour and shape."""
+    from stepwise.models import scenes
+
+    rng = np.random.default_rng(WORLD_SEED)
+    out = []
+    while len(out) < n:
+        bg = list(scenes.BACKGROUNDS)[rng.integers(3)]
+        colours = [c for c in scenes.COLOURS if c != bg]
+        ca, cb = rng.choice(colours, 2, replace=False)
+        sa, sb = rng.choice([s for s in scenes.SHAPES if s != "triangle"], 2, replace=False)
+        size = ("small", "large")[rng.integers(2)]
+        out.append((f"a {size} {ca} {sa} at the top on a {bg} background",
+                    f"a {size} {cb} {sb} at the top on a {bg} background"))
+    return out
+
+
+def holds(image: np.ndarray, prompt: str, keys=("shape", "colour", "position")) -> bool:
+    """Whether the analyser finds in ``image`` an object with the prompt's words ``keys``."""
+    from stepwise.models import analyser, scenes
+
+    want = scenes.parse_caption(prompt)["objects"][0]
+    return any(all(o.words()[k] == want[k] for k in keys) for o in analyser.read(image).objects)
+
+
+def evaluate(path: str, prompt_pairs, seeds: list[int], steps: int, cfg: float) -> dict:
+    import comfy.sample
+    import comfy.sd
+    import torch
+
+    from stepwise.kernels.frequency import auto_kernel, auto_sigma, lowpass
+    from stepwise.models import checkpoint
+    from stepwise.nodes.anagram import VisualAnagram
+    from stepwise.nodes.hybrid import HybridNoise
+    from stepwise_dev.inprocess import encode
+
+    model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(path, model_options={"dtype": torch.float32})
+    meta = checkpoint.read_metadata(path)
+    negative = encode(clip, "")
+    latent = torch.zeros(1, 3, 32, 32)
+    sigma = auto_sigma(32, 32)
+    kernel = (auto_kernel(sigma[0]), auto_kernel(sigma[1]))
+
+    def sample(m, positive, seed):
+        noise = comfy.sample.prepare_noise(latent, seed)
+        out = comfy.sample.sample(m, noise, steps, cfg, "euler", "simple", positive, negative, latent,
+                                  disable_pbar=True, seed=seed)
+        return out
+
+    def pixels(samples):
+        return vae.decode(samples).cpu().numpy()[0]
+
+    rows = {"anagram": [], "anagram_baseline": [], "hybrid": [], "hybrid_baseline": []}
+    for a, b in prompt_pairs:
+        ca, cb = encode(clip, a), encode(clip, b)
+        anagram, pos_anagram = VisualAnagram.execute(model=model, positive_1=ca, view_1="identity", positive_2=cb,
+                                                     view_2="rot180").result
+        hybrid, pos_hybrid = HybridNoise.execute(model=model, positive_a=ca, positive_b=cb).result
+        for seed in seeds:
+            img = pixels(sample(anagram, pos_anagram, seed))
+            plain_a = pixels(sample(model, ca, seed))
+            rows["anagram"].append(holds(img, a) and holds(np.rot90(img, 2).copy(), b))
+            rows["anagram_baseline"].append(holds(plain_a, a) and holds(np.rot90(plain_a, 2).copy(), b))
+            raw = sample(hybrid, pos_hybrid, seed)
+            low = pixels(lowpass(raw, sigma, kernel))
+            plain_b = sample(model, cb, seed)
+            low_b = pixels(lowpass(plain_b, sigma, kernel))
+            rows["hybrid"].append(holds(low, a, ("colour", "position")) and holds(pixels(raw), b))
+            rows["hybrid_baseline"].append(holds(low_b, a, ("colour", "position")) and holds(pixels(plain_b), b))
+    out = {"checkpoint": os.path.basename(path), "training_seed": meta["training"]["seed"],
+           "training_steps": meta["training"]["steps"], "samples": len(rows["anagram"])}
+    out.update({k: float(np.mean(v)) for k, v in rows.items()})
+    log.info("%s: anagram %.2f (one prompt %.2f), hybrid %.2f (one prompt %.2f), %d samples", out["checkpoint"],
+             out["anagram"], out["anagram_baseline"], out["hybrid"], out["hybrid_baseline"], out["samples"])
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", action="append", required=True, help="a world checkpoint (repeat per seed)")
+    parser.add_argument("--pairs", type=int, default=16)
+    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--cfg", type=float, default=3.0)
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "world_views.json"))
+    args = parser.parse_args(argv)
+    start_eval(args.out)
+    from stepwise_zoo.tiny import register
+
+    register()
+    prompt_pairs = pairs(args.pairs)
+    seeds = [3000 + s for s in range(args.seeds)]
+    runs = [evaluate(p, prompt_pairs, seeds, args.steps, args.cfg) for p in args.checkpoint]
+    summary = {k: {"mean": float(np.mean([r[k] for r in runs])),
+                   "spread": float(np.max([r[k] for r in runs]) - np.min([r[k] for r in runs]))}
+               for k in ("anagram", "anagram_baseline", "hybrid", "hybrid_baseline")}
+    report = {"method": " ".join(__doc__.split("\n\n")[1:4]).replace("\n", " "), "pairs": prompt_pairs,
+              "sampler_seeds": seeds, "steps": args.steps, "cfg": args.cfg, "chance": 1 / 8 * 1 / 6 * 1 / 5,
+              "runs": runs, "summary": summary}
+    write_report(args.out, report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
