@@ -102,6 +102,10 @@ def _shared(p: argparse.ArgumentParser, arch: str, t_range: tuple[int, int], par
     p.add_argument("--sample-every", type=int, default=0, help="write a sample grid every K steps (0: never)")
     p.add_argument("--save-every", type=int, default=0, help="checkpoint every K steps (0: at the end)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--grad-checkpointing", action="store_true",
+                   help="recompute the UNet's blocks in the backward pass (less memory, about a third more time)")
+    p.add_argument("--ema-device", choices=["same", "cpu"], default="same",
+                   help="keep the EMA copy of the weights on the training device (default) or in CPU memory")
     p.add_argument("--max-minutes", type=float, default=0.0,
                    help="stop after this many minutes with the checkpoint written; --resume continues (0: no limit)")
 
@@ -206,7 +210,8 @@ def main(argv=None) -> int:
                       t_range=tuple(args.t_range), steps=args.steps, batch=args.batch, lr=args.lr, ema=args.ema,
                       precision=args.precision, resolution=args.resolution, seed=args.seed, resume=args.resume,
                       sample_every=args.sample_every, save_every=args.save_every, device=args.device,
-                      base=args.base, cond_dropout=getattr(args, "cond_dropout", 0.1), max_minutes=args.max_minutes)
+                      base=args.base, cond_dropout=getattr(args, "cond_dropout", 0.1), max_minutes=args.max_minutes,
+                      grad_checkpointing=args.grad_checkpointing, ema_device=args.ema_device)
         if args.command == "estimator":
             from stepwise.trainers import EstimatorOptions, train_estimator
 

@@ -126,6 +126,28 @@ def _load_state(path: str, modules, ema, opt, generator):
     return meta["step"], tensors["losses"].tolist()
 
 
+def checkpoint_blocks(unet: torch.nn.Module) -> int:
+    """Gradient checkpointing of a host UNet (``--grad-checkpointing``): each residual block and spatial transformer
+    runs under PyTorch's ``torch.utils.checkpoint`` (non-reentrant), so the backward pass recomputes its activations
+    instead of keeping them. The host calls these layers one by one (its ``forward_timestep_embed``), so each
+    layer's forward of this training copy is wrapped; returns how many were."""
+    import functools
+
+    from comfy.ldm.modules.attention import SpatialTransformer
+    from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
+    from torch.utils.checkpoint import checkpoint
+
+    def run(forward, *args, **kwargs):
+        if not torch.is_grad_enabled():
+            return forward(*args, **kwargs)
+        return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+
+    layers = [m for m in unet.modules() if isinstance(m, (ResBlock, SpatialTransformer))]
+    for layer in layers:
+        layer.forward = functools.partial(run, layer.forward)
+    return len(layers)
+
+
 def _set_mode(modules, training: bool) -> None:
     for _, module in modules:
         module.train(training)
@@ -143,10 +165,17 @@ def train(opts: TrainOptions, setup: Setup) -> dict:
     device = device_of(opts.device)
     modules, info = setup.modules, setup.info
     _set_mode(modules, True)
+    if opts.grad_checkpointing:
+        unets = [m for _, m in modules if hasattr(m, "input_blocks") and hasattr(m, "output_blocks")]
+        if not unets:
+            raise ValueError("--grad-checkpointing: this run trains no UNet (nothing to checkpoint); drop the flag")
+        for unet in unets:
+            checkpoint_blocks(unet)
     named = [(prefix + n, p) for prefix, m in modules for n, p in m.named_parameters() if p.requires_grad]
     params = [p for _, p in named]
     opt = torch.optim.AdamW(params, lr=opts.lr, weight_decay=0.0)
-    ema = [p.detach().clone() for p in params] if opts.ema > 0 else None
+    ema_device = torch.device("cpu") if opts.ema_device == "cpu" else None
+    ema = [p.detach().to(ema_device, copy=True) for p in params] if opts.ema > 0 else None
     generator = torch.Generator(device="cpu").manual_seed(opts.seed)
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(opts.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=opts.precision == "fp16" and device.type == "cuda")
@@ -207,7 +236,7 @@ def train(opts: TrainOptions, setup: Setup) -> dict:
         if ema is not None:
             with torch.no_grad():
                 for e, p in zip(ema, params):
-                    e.mul_(opts.ema).add_(p.detach(), alpha=1 - opts.ema)
+                    e.mul_(opts.ema).add_(p.detach().to(e.device), alpha=1 - opts.ema)
         step += 1
         seen += opts.batch
         losses.append(float(loss.detach()))

@@ -47,6 +47,8 @@ class TrainOptions:
     lora_alpha: float | None = None
     cond_dropout: float = 0.1  # share of empty captions / null poses (the unconditional input for CFG)
     max_minutes: float = 0.0  # stop (checkpoint written) after this long; --resume continues (0: no limit)
+    grad_checkpointing: bool = False  # recompute the UNet's blocks in the backward pass instead of keeping activations
+    ema_device: str = "same"  # same | cpu: where the EMA copy of the trained weights lives
 
     def check(self) -> None:
         """Refuse options no trainer can use, naming the bad value and what would work."""
@@ -61,6 +63,8 @@ class TrainOptions:
             raise ValueError("--space latent needs --vae (a checkpoint or VAE file whose VAE defines the latents)")
         if self.steps < 1 or self.batch < 1:
             raise ValueError(f"--steps and --batch must be >= 1, got {self.steps} and {self.batch}")
+        if self.ema_device not in ("same", "cpu"):
+            raise ValueError(f"--ema-device {self.ema_device!r} is not one of same, cpu")
         if self.max_minutes < 0:
             raise ValueError(f"--max-minutes {self.max_minutes} must be >= 0 (0: no limit)")
         if not 0 <= self.cond_dropout <= 1:

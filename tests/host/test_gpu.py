@@ -131,6 +131,23 @@ def test_trainer_on_cuda_in_half_precision(tmp_path, precision):
     assert all(loss == loss for loss in losses) and sum(losses[-4:]) < sum(losses[:4])
 
 
+def test_trainer_keeps_its_ema_on_the_cpu_and_checkpoints_gradients_on_cuda(tmp_path):
+    from stepwise.models import checkpoint
+    from stepwise.models.world import make_data
+    from stepwise.trainers import RefinerOptions, train_refiner
+
+    data = str(tmp_path / "data")
+    make_data("shapes", 16, 32, data, seed=0)
+    outs = {}
+    for name, kw in {"plain": {}, "lean": {"ema_device": "cpu", "grad_checkpointing": True}}.items():
+        outs[name] = str(tmp_path / f"{name}.safetensors")
+        train_refiner(RefinerOptions(data=data, out=outs[name], steps=6, batch=8, lr=1e-3, resolution=32,
+                                     device="cuda", **kw))
+    a, _ = checkpoint.load(outs["plain"])
+    b, _ = checkpoint.load(outs["lean"])
+    assert set(a) == set(b) and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
 def test_prompt_to_prompt_on_cuda(cuda_model):
     """Identical prompts give the plain image in both rows; an edit changes only the target; maps are recorded."""
     import comfy.sample

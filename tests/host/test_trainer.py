@@ -168,3 +168,47 @@ def test_fine_tune_an_sdxl_shaped_base_with_pooled_and_size_conditioning(shapes,
 def test_bf16_autocast_on_the_cpu(shapes, tmp_path):
     meta = train_refiner(_opts(shapes, str(tmp_path / "bf16.safetensors"), steps=6, precision="bf16"))
     assert all(v == v for v in meta["losses"]) and meta["training"]["precision"] == "bf16"
+
+
+@pytest.mark.parametrize("arch", ["tiny"])  # a refiner from scratch has no context (the attention archs need one)
+def test_gradient_checkpointing_trains_the_same_weights(shapes, tmp_path, arch):
+    plain = str(tmp_path / "plain.safetensors")
+    checkpointed = str(tmp_path / "ckpt.safetensors")
+    train_refiner(_opts(shapes, plain, steps=4, arch=arch))
+    train_refiner(_opts(shapes, checkpointed, steps=4, arch=arch, grad_checkpointing=True))
+    a, _ = checkpoint.load(plain)
+    b, _ = checkpoint.load(checkpointed)
+    assert set(a) == set(b) and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_gradient_checkpointing_recomputes_every_block():
+    from comfy.ldm.modules.attention import SpatialTransformer
+    from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
+
+    from stepwise.models import diffusion
+    from stepwise.models.init import seeded_init_
+    from stepwise.trainers.loop import checkpoint_blocks
+
+    model = diffusion.new_model(diffusion.unet_config("compact", 3, context_dim=8), "eps", "pixel")
+    seeded_init_(model.diffusion_model, 0)
+    unet = model.diffusion_model
+    calls = []
+    for layer in unet.modules():
+        if isinstance(layer, (ResBlock, SpatialTransformer)):  # a sub-layer: recomputation calls it again
+            next(layer.children()).register_forward_hook(lambda m, i, o: calls.append(m))
+    x, t, ctx = torch.randn(2, 3, 16, 16), torch.rand(2), torch.randn(2, 4, 8)
+    model.apply_model(x, t, c_crossattn=ctx).square().mean().backward()
+    plain = len(calls)
+    grads = [p.grad.clone() for p in unet.parameters() if p.grad is not None]
+    unet.zero_grad(set_to_none=True)
+    calls.clear()
+    assert plain > 0 and checkpoint_blocks(unet) == plain
+    model.apply_model(x, t, c_crossattn=ctx).square().mean().backward()
+    assert len(calls) == 2 * plain  # each layer ran again in the backward pass
+    assert all(torch.allclose(g, p.grad, atol=1e-6) for g, p in zip(grads, [p for p in unet.parameters()
+                                                                            if p.grad is not None]))
+
+
+def test_bad_ema_device_is_named(shapes, tmp_path):
+    with pytest.raises(ValueError, match="--ema-device 'gpu'"):
+        train_refiner(_opts(shapes, str(tmp_path / "x.safetensors"), ema_device="gpu"))
