@@ -22,11 +22,8 @@ The euler sampler, ``--steps`` steps, CFG ``--cfg``; writes ``eval/results/world
 
 from __future__ import annotations
 
-import argparse
-import os
-
 import numpy as np
-from common import HERE, log, start_eval, write_report
+from common import load_world, log, run_record, start_world_eval, world_parser, write_report
 
 WORLD_SEED = 7007
 
@@ -76,12 +73,11 @@ def evaluate(path: str, sources: list[str], seeds: list[int], steps: int, cfg: f
     import comfy.sd
     import torch
 
-    from stepwise.models import analyser, checkpoint, scenes
+    from stepwise.models import analyser, scenes
     from stepwise.nodes.p2p import PromptToPromptAttn
     from stepwise_dev.inprocess import encode
 
-    model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(path, model_options={"dtype": torch.float32})
-    meta = checkpoint.read_metadata(path)
+    model, clip, vae, meta = load_world(path)
     negative = encode(clip, "")
     empty = {"samples": torch.zeros(1, 3, 32, 32)}
     rows = {kind: {"p2p": [], "baseline": [], "source_ok": []} for kind in ("colour", "shape")}
@@ -105,8 +101,7 @@ def evaluate(path: str, sources: list[str], seeds: list[int], steps: int, cfg: f
                                                                      for k in analyser.ATTRIBUTES))
                 rows[kind]["p2p"].append(score(pair[0], pair[1], target))
                 rows[kind]["baseline"].append(score(pair[0], plain[0], target))
-    out = {"checkpoint": os.path.basename(path), "training_seed": meta["training"]["seed"],
-           "training_steps": meta["training"]["steps"]}
+    out = run_record(path, meta)
     for kind, r in rows.items():
         ok = np.asarray(r["source_ok"])
         out[kind] = {"samples": len(ok), "source_read_as_prompt": float(ok.mean())}
@@ -123,21 +118,13 @@ def evaluate(path: str, sources: list[str], seeds: list[int], steps: int, cfg: f
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", action="append", required=True, help="a world checkpoint (repeat per seed)")
-    parser.add_argument("--prompts", type=int, default=16)
-    parser.add_argument("--seeds", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--cfg", type=float, default=3.0)
+    parser = world_parser(__doc__.split("\n\n")[0], "world_p2p.json")
     parser.add_argument("--cross", type=float, default=0.8)
     parser.add_argument("--self", dest="self_replace", type=float, default=0.4)
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "world_p2p.json"))
     args = parser.parse_args(argv)
-    start_eval(args.out)
+    start_world_eval(args.out)
     from stepwise.models import scenes
-    from stepwise_zoo.tiny import register
 
-    register()
     sources = [scenes.caption(scenes.sample_scene(32, WORLD_SEED, i, objects=(1, 1), split="held_out"))
                for i in range(args.prompts)]
     seeds = [2000 + s for s in range(args.seeds)]

@@ -15,12 +15,10 @@ Writes ``eval/results/world_t2i.json``.
 
 from __future__ import annotations
 
-import argparse
-import os
 import time
 
 import numpy as np
-from common import HERE, log, start_eval, write_report
+from common import load_world, log, run_record, start_world_eval, world_parser, write_report
 
 WORLD_SEED = 7007
 CHANCE = {"shape": 1 / 6, "colour": 1 / 8, "size": 1 / 2, "position": 1 / 5, "background": 1 / 3}
@@ -33,16 +31,11 @@ def prompts(n: int, objects: tuple[int, int], split: str) -> list[str]:
 
 
 def evaluate(path: str, prompt_sets: dict[str, list[str]], seeds: list[int], steps: int, cfg: float) -> dict:
-    import comfy.sd
-    import torch
 
-    from stepwise.models import checkpoint
     from stepwise.trainers.world import generate, read_grid
 
-    model, clip, _vae, _ = comfy.sd.load_checkpoint_guess_config(path, model_options={"dtype": torch.float32})
-    meta = checkpoint.read_metadata(path)
-    out = {"checkpoint": os.path.basename(path), "training_seed": meta["training"]["seed"],
-           "training_steps": meta["training"]["steps"]}
+    model, clip, _vae, meta = load_world(path)
+    out = run_record(path, meta)
     for name, texts in prompt_sets.items():
         start = time.perf_counter()
         images = _vae.decode(generate(model, clip, texts, seeds, 32, steps, cfg)).permute(0, 3, 1, 2) * 2 - 1
@@ -55,19 +48,10 @@ def evaluate(path: str, prompt_sets: dict[str, list[str]], seeds: list[int], ste
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", action="append", required=True, help="a world checkpoint (repeat per seed)")
-    parser.add_argument("--prompts", type=int, default=16)
-    parser.add_argument("--seeds", type=int, default=4)
+    parser = world_parser(__doc__.split("\n\n")[0], "world_t2i.json")
     parser.add_argument("--objects", type=int, nargs=2, default=[1, 1])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--cfg", type=float, default=3.0)
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "world_t2i.json"))
     args = parser.parse_args(argv)
-    start_eval(args.out)
-    from stepwise_zoo.tiny import register
-
-    register()
+    start_world_eval(args.out)
     objects = tuple(args.objects)
     sets = {"held_out": prompts(args.prompts, objects, "held_out"), "train_like": prompts(args.prompts, objects, "train")}
     seeds = [1000 + s for s in range(args.seeds)]

@@ -20,11 +20,8 @@ The analyser reads every image (:mod:`models.analyser`). Chance of a view readin
 
 from __future__ import annotations
 
-import argparse
-import os
-
 import numpy as np
-from common import HERE, log, start_eval, write_report
+from common import load_world, log, run_record, start_world_eval, world_parser, write_report
 
 WORLD_SEED = 7007
 
@@ -60,13 +57,11 @@ def evaluate(path: str, prompt_pairs, seeds: list[int], steps: int, cfg: float) 
     import torch
 
     from stepwise.kernels.frequency import auto_kernel, auto_sigma, lowpass
-    from stepwise.models import checkpoint
     from stepwise.nodes.anagram import VisualAnagram
     from stepwise.nodes.hybrid import HybridNoise
     from stepwise_dev.inprocess import encode
 
-    model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(path, model_options={"dtype": torch.float32})
-    meta = checkpoint.read_metadata(path)
+    model, clip, vae, meta = load_world(path)
     negative = encode(clip, "")
     latent = torch.zeros(1, 3, 32, 32)
     sigma = auto_sigma(32, 32)
@@ -98,8 +93,7 @@ def evaluate(path: str, prompt_pairs, seeds: list[int], steps: int, cfg: float) 
             low_b = pixels(lowpass(plain_b, sigma, kernel))
             rows["hybrid"].append(holds(low, a, ("colour", "position")) and holds(pixels(raw), b))
             rows["hybrid_baseline"].append(holds(low_b, a, ("colour", "position")) and holds(pixels(plain_b), b))
-    out = {"checkpoint": os.path.basename(path), "training_seed": meta["training"]["seed"],
-           "training_steps": meta["training"]["steps"], "samples": len(rows["anagram"])}
+    out = {**run_record(path, meta), "samples": len(rows["anagram"])}
     out.update({k: float(np.mean(v)) for k, v in rows.items()})
     log.info("%s: anagram %.2f (one prompt %.2f), hybrid %.2f (one prompt %.2f), %d samples", out["checkpoint"],
              out["anagram"], out["anagram_baseline"], out["hybrid"], out["hybrid_baseline"], out["samples"])
@@ -107,18 +101,9 @@ def evaluate(path: str, prompt_pairs, seeds: list[int], steps: int, cfg: float) 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", action="append", required=True, help="a world checkpoint (repeat per seed)")
-    parser.add_argument("--pairs", type=int, default=16)
-    parser.add_argument("--seeds", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--cfg", type=float, default=3.0)
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "world_views.json"))
+    parser = world_parser(__doc__.split("\n\n")[0], "world_views.json", "--pairs")
     args = parser.parse_args(argv)
-    start_eval(args.out)
-    from stepwise_zoo.tiny import register
-
-    register()
+    start_world_eval(args.out)
     prompt_pairs = pairs(args.pairs)
     seeds = [3000 + s for s in range(args.seeds)]
     runs = [evaluate(p, prompt_pairs, seeds, args.steps, args.cfg) for p in args.checkpoint]
