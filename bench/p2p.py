@@ -18,11 +18,9 @@ The zoo's tiny models on the device the host picks (the CPU where the tests run,
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import logging
 import os
-import re
 import statistics
 import sys
 import time
@@ -43,26 +41,6 @@ CASES = {
     "reweight": dict(mode="reweight", target="", reweight="cat:4"),
 }
 SOURCE = "a photo of a cat riding a bicycle"
-
-
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        return int(re.search(rf"^{field}:\s+(\d+)", f.read(), re.M).group(1))
-
-
-def _reset_peak() -> bool:
-    """Give freed heap pages back to the OS (else the allocator's cache hides a run's allocations), then reset
-    the peak resident set to the current one."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:
-        pass
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def main(argv=None) -> int:
@@ -93,31 +71,19 @@ def main(argv=None) -> int:
     if not all(os.path.isfile(os.path.join(zoo, f)) for f in (paths.TINY_SD15, paths.TINY_SDXL)):
         raise SystemExit(f"the tiny zoo is missing in {zoo}: run `make zoo-tiny`")
     cuda = torch.cuda.is_available()  # the host samples on CUDA when it has it
-    can_measure_memory = cuda or _reset_peak()
+    can_measure_memory = cuda or report.reset_peak()
     if not can_measure_memory:
         log.warning("/proc/self/clear_refs is not writable here: memory is not measured")
 
     def run(model, pos, neg, latent, steps):
         noise = comfy.sample.prepare_noise(latent["samples"], 0, latent["batch_index"])
         gc.collect()
-        if cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            before = torch.cuda.memory_allocated()
-        else:
-            _reset_peak()
-            before = _status_kb("VmRSS")
+        peak = report.PeakMemory(cuda)
         start = time.perf_counter()
         comfy.sample.sample(model, noise, steps, 7.0, "euler", "normal", pos, neg, latent["samples"],
                             disable_pbar=True, seed=0)
-        if cuda:
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - start
-        if cuda:
-            peak_mb = (torch.cuda.max_memory_allocated() - before) / 2**20
-        else:
-            peak_mb = (_status_kb("VmHWM") - before) / 1024 if can_measure_memory else None
-        return seconds, peak_mb
+        peak_mb = peak.megabytes() if can_measure_memory else None  # synchronises CUDA first
+        return time.perf_counter() - start, peak_mb
 
     def median(values):
         values = [v for v in values if v is not None]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
 import platform
+import re
 
 
 def write(path: str, fields: dict, results: list[dict], log: logging.Logger) -> dict:
@@ -21,3 +23,49 @@ def write(path: str, fields: dict, results: list[dict], log: logging.Logger) -> 
         f.write("\n")
     log.info("wrote %s (all meet target: %s)", path, report["all_meet_target"])
     return report
+
+
+def status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return int(re.search(rf"^{field}:\s+(\d+)", f.read(), re.M).group(1))
+
+
+def reset_peak() -> bool:
+    """Give freed heap pages back to the OS (else the allocator's cache hides a run's allocations), then reset
+    the peak resident set to the current one."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class PeakMemory:
+    """The peak memory of the work between construction and :meth:`megabytes`: on CUDA the peak of PyTorch's allocated
+    memory above what was allocated before, on the CPU the process's peak resident set (VmHWM, reset by
+    :func:`reset_peak`) above its resident set before."""
+
+    def __init__(self, cuda: bool):
+        import torch
+
+        self.cuda = cuda
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.before = torch.cuda.memory_allocated()
+        else:
+            reset_peak()
+            self.before = status_kb("VmRSS") * 1024
+
+    def megabytes(self) -> float:
+        import torch
+
+        if self.cuda:
+            torch.cuda.synchronize()
+            return (torch.cuda.max_memory_allocated() - self.before) / 2**20
+        return (status_kb("VmHWM") * 1024 - self.before) / 2**20

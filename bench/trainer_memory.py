@@ -24,7 +24,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "dev"))
 sys.path.insert(0, HERE)
 
 import report  # noqa: E402
-from p2p import _reset_peak, _status_kb  # noqa: E402
 
 log = logging.getLogger("bench")
 
@@ -52,23 +51,13 @@ def one_setting(checkpointing: bool, resolution: int, batch: int, repeats: int) 
     peaks, seconds = [], []
     for i in range(repeats + 1):
         opt.zero_grad(set_to_none=True)
-        if cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            before = torch.cuda.memory_allocated()
-        else:
-            _reset_peak()
-            before = _status_kb("VmRSS") * 1024
+        peak = report.PeakMemory(cuda)
         start = time.perf_counter()
         model.apply_model(x, torch.rand(batch, device=device), c_crossattn=ctx).square().mean().backward()
         opt.step()
-        if cuda:
-            torch.cuda.synchronize()
-            peak = torch.cuda.max_memory_allocated() - before
-        else:
-            peak = _status_kb("VmHWM") * 1024 - before
+        mb = peak.megabytes()
         if i:
-            peaks.append(peak / 2**20)
+            peaks.append(mb)
             seconds.append(time.perf_counter() - start)
     return {"peak_mb": round(statistics.median(peaks), 1), "seconds": round(statistics.median(seconds), 3),
             "device": f"cuda: {torch.cuda.get_device_name(0)}" if cuda else "cpu"}

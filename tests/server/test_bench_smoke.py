@@ -32,3 +32,13 @@ def test_p2p_bench_runs_and_reports_every_case(tmp_path, zoo):
     assert len(report["results"]) == 6
     for row in report["results"]:
         assert row["wall_ratio"] > 0 and row["seconds_median"] > 0, row
+
+
+def test_trainer_memory_bench_runs_both_settings(tmp_path):
+    out = tmp_path / "trainer_memory.json"
+    proc = subprocess.run([sys.executable, os.path.join(paths.REPO, "bench", "trainer_memory.py"), "--resolution",
+                           "16", "--batch", "2", "--repeats", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=paths.REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["plain"]["peak_mb"] > 0 and row["checkpointed"]["peak_mb"] > 0 and row["memory_ratio"] > 0
