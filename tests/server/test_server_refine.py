@@ -27,7 +27,7 @@ def test_refined_image_keeps_size_and_changes_the_input(server):
     from PIL import Image
 
     entry = server.run(_load("late_step_refine_with_refiner"))
-    out = server.output_images(entry)[0]
+    out = server.output_images(entry, "9")[0]  # the Save Image node; "11" previews it enlarged
     src = np.asarray(Image.open(os.path.join(server.base_dir, "input", refiners.EXAMPLE_INPUT)).convert("RGB")) / 255.0
     assert out.shape == src.shape and np.isfinite(out).all()
     assert np.abs(out - src).mean() > 0.005
