@@ -15,6 +15,9 @@
 Shared options: --steps N --batch B --lr LR --ema D --precision fp32|bf16|fp16 --resolution R --seed S
 [--resume] [--sample-every K] [--save-every K] [--device auto|cpu|cuda]. ``train.py <command> --help`` lists all.
 
+Several processes, GPUs or nodes: start the same command with ``torchrun`` (``torchrun --nproc-per-node 8 train.py
+refiner ...``); ``--batch`` is the global batch, split evenly across the processes (trainers/distributed.py).
+
 This file is the command line of the package ``trainers/`` (``stepwise.trainers``: the options, the shared loop and
 the four trainers); synthetic data comes from ``models/world.py`` (shapes, figures) and ``models/scenes.py``
 (captioned scenes).
@@ -190,7 +193,9 @@ def main(argv=None) -> int:
     world.set_defaults(resolution=32, batch=32, lr=3e-4)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    rank = int(os.environ.get("RANK", "0"))  # under torchrun, rank 0 alone logs progress
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format="%(name)s: %(message)s" if rank == 0 else f"rank {rank}: %(name)s: %(message)s")
     pytorch_attention = args.command == "world" and args.attention == "pytorch"
     import_host_and_pack(("--use-pytorch-cross-attention",) if pytorch_attention else ())
     try:
@@ -237,6 +242,11 @@ def main(argv=None) -> int:
         return 0
     except ValueError as e:
         parser.exit(2, f"train.py: error: {e}\n")
+    finally:
+        if args.command != "make-data":
+            from stepwise.trainers import distributed
+
+            distributed.stop()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@
   trainer hands the loop.
 - :mod:`.loop`: the shared loop (EMA, precision, bit-exact resume, atomic writes, sample-grid hook) and the
   diffusion loss.
+- :mod:`.distributed`: several processes, devices or nodes under ``torchrun`` (DistributedDataParallel; each rank
+  computes its slice of the global batch, rank 0 writes).
 - :mod:`.base`: the one loader of base checkpoints and VAEs (and :class:`DiffusionBase`, the x0 estimates the
   estimator and ``eval/`` read).
 - :mod:`.refiner`, :mod:`.pose`, :mod:`.estimator`, :mod:`.world`: the four trainers (the last: the world

@@ -96,21 +96,24 @@ def train_estimator(opts: EstimatorOptions) -> dict:
     table = base.model.model_sampling.sigmas.detach().to(device)
     uint8 = to_uint8(train_images)
 
-    def step_loss(idx: torch.Tensor, t: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def step_loss(idx: torch.Tensor, t: torch.Tensor, generator: torch.Generator, part: slice) -> torch.Tensor:
+        # the corruptions, clean shares and noise are drawn for the whole batch; this process keeps its pairs
         rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (), generator=generator)))
         clean = uint8[idx.numpy()]
         bad, masks = corrupted_pairs(clean, rng, opts.region)
+        clean, bad, masks = clean[part], bad[part], masks[part]
+        n = len(clean)
         x = base.encode(to_tensor(np.concatenate([clean, bad])))
-        sigma = table[t.to(device)]
-        sigma = torch.where(torch.rand(len(idx), generator=generator).to(device) < opts.clean_share,
+        sigma = table[t[part].to(device)]
+        sigma = torch.where((torch.rand(len(idx), generator=generator) < opts.clean_share)[part].to(device),
                             torch.zeros_like(sigma), sigma)
-        noise = torch.randn((len(idx), *x_shape), generator=generator).to(device)
+        noise = torch.randn((len(idx), *x_shape), generator=generator)[part].to(device)
         x0 = base.x0(x, sigma.repeat(2), noise.repeat(2, 1, 1, 1))
         logits, scores = net(x0, sigma.repeat(2))
-        target = torch.cat([torch.zeros(len(idx), *x_shape[1:]),
+        target = torch.cat([torch.zeros(n, *x_shape[1:]),
                             mask_to_grid(torch.from_numpy(masks), tuple(x_shape[1:]))]).to(device)
         bce = torch.nn.functional.binary_cross_entropy_with_logits(logits.squeeze(1).float(), target)
-        rank = torch.nn.functional.softplus(scores[:len(idx)].float() - scores[len(idx):].float()).mean()
+        rank = torch.nn.functional.softplus(scores[:n].float() - scores[n:].float()).mean()
         return bce + opts.rank_weight * rank
 
     def finish():

@@ -4,7 +4,8 @@ Runs are deterministic: batches, timesteps and noise come from one seeded genera
 each checkpoint, so ``--resume`` continues bit for bit. The loop keeps an EMA of the trained weights (written
 when ``--ema`` > 0), runs the loss under autocast for ``--precision bf16|fp16`` (with a gradient scaler for fp16
 on CUDA), writes the checkpoint and the training state (``<out>.train-state``) atomically, and calls the
-setup's sample-grid hook every ``--sample-every`` steps.
+setup's sample-grid hook every ``--sample-every`` steps. Under ``torchrun`` the ranks split each global batch
+and average their gradients through DistributedDataParallel (:mod:`.distributed`); rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -19,16 +20,18 @@ import numpy as np
 import torch
 
 from ..models import checkpoint
+from . import distributed
 from .setup import LossFn, Setup, TrainOptions
 
 log = logging.getLogger("stepwise.train")
 
 
 def device_of(name: str) -> torch.device:
-    """``--device``: ``auto`` is CUDA when available, else the CPU; anything else is a torch device name."""
+    """``--device``: ``auto`` is CUDA when available, else the CPU; anything else is a torch device name. Under
+    torchrun, ``cuda`` is this process's GPU (``cuda:LOCAL_RANK``)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        return distributed.local_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    return distributed.local_device(torch.device(name))
 
 
 def state_path(out: str) -> str:
@@ -50,6 +53,9 @@ def diffusion_loss(model, batch, shape: tuple[int, ...], device) -> LossFn:
     model's parameterisation. ``batch(idx, generator)`` gives the batch's x0 (in the model's inner space, on
     ``device``) and the ``apply_model`` inputs; ``shape`` is one x0's shape (C×H×W).
 
+    ``batch(idx, generator, part)`` makes its draws for the whole of ``idx`` and returns the rows ``part`` (see
+    :data:`~stepwise.trainers.setup.LossFn`); the noise is drawn the same way.
+
     The network sees ``x_t = noise_scaling(σ_t, ε, x0)``; the loss is the squared error of its raw output against
     the target of its parameterisation, computed as ``((denoised − x0) / c_out(σ))²`` where
     ``c_out = ∂denoised/∂output`` (−σ for eps and flow), so eps, v and flow models train with their usual losses.
@@ -57,10 +63,10 @@ def diffusion_loss(model, batch, shape: tuple[int, ...], device) -> LossFn:
     ms = model.model_sampling
     table = ms.sigmas.detach().to(device)
 
-    def loss(idx: torch.Tensor, t: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        noise = torch.randn((len(idx), *shape), generator=generator).to(device)
-        x0, conds = batch(idx, generator)
-        sigma = table[t.to(device)]
+    def loss(idx: torch.Tensor, t: torch.Tensor, generator: torch.Generator, part: slice) -> torch.Tensor:
+        noise = torch.randn((len(idx), *shape), generator=generator)[part].to(device)
+        x0, conds = batch(idx, generator, part)
+        sigma = table[t[part].to(device)]
         s = sigma.view(-1, *([1] * (x0.ndim - 1)))
         denoised = model.apply_model(ms.noise_scaling(s, noise, x0), sigma, **conds)
         c_out = ms.calculate_denoised(s, torch.ones_like(x0[:1]), torch.zeros_like(x0[:1]))
@@ -158,11 +164,13 @@ def train(opts: TrainOptions, setup: Setup) -> dict:
     ``opts.t_range``, drawn from one generator seeded with ``opts.seed``; AdamW, EMA, mixed precision, atomic
     checkpoints to ``opts.out`` every ``opts.save_every`` steps and at the end, resume, and a stop after
     ``opts.max_minutes`` (a part of a longer run: the checkpoint and state are written there). Returns the written metadata
-    plus the loss of every step under ``losses``."""
+    plus the loss of every step under ``losses`` (the global batch's mean loss under torchrun)."""
     from tqdm import tqdm
 
     lo, hi = opts.t_range
     device = device_of(opts.device)
+    ranks = distributed.start(device)
+    part = ranks.part(opts.batch)
     modules, info = setup.modules, setup.info
     _set_mode(modules, True)
     if opts.grad_checkpointing:
@@ -180,6 +188,7 @@ def train(opts: TrainOptions, setup: Setup) -> dict:
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(opts.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=opts.precision == "fp16" and device.type == "cuda")
 
+    step_loss = distributed.wrap([m for _, m in modules], setup.loss, device, ranks)
     step, losses = 0, []
     state = state_path(opts.out)
     if opts.resume:
@@ -197,10 +206,13 @@ def train(opts: TrainOptions, setup: Setup) -> dict:
             "training": {"steps": at_step, "batch": opts.batch, "lr": opts.lr, "ema": opts.ema,
                          "precision": opts.precision, "seed": opts.seed, "images": setup.images,
                          "skipped_images": setup.skipped, "final_loss": float(np.mean(recent)) if recent else None,
-                         "lora_rank": opts.lora_rank, "data": os.path.abspath(opts.data), **info.training},
+                         "lora_rank": opts.lora_rank, "data": os.path.abspath(opts.data), "processes": ranks.world,
+                         **info.training},
         }
 
     def write(at_step: int):
+        if not ranks.main:
+            return
         trained = dict(zip([n for n, _ in named], ema)) if ema is not None else {}
         if setup.lora is not None:
             from ..models import lora as lora_mod
@@ -222,13 +234,13 @@ def train(opts: TrainOptions, setup: Setup) -> dict:
         _save_state(state, modules, ema, opt, generator, at_step, losses, opts)
 
     save_every = opts.save_every or opts.steps
-    bar = tqdm(total=opts.steps, initial=step, desc=info.kind, unit="step", dynamic_ncols=True)
+    bar = tqdm(total=opts.steps, initial=step, desc=info.kind, unit="step", dynamic_ncols=True, disable=not ranks.main)
     t_start, seen = time.perf_counter(), 0
     while step < opts.steps:
         idx = torch.randint(0, setup.images, (opts.batch,), generator=generator)
         t = torch.randint(lo, hi, (opts.batch,), generator=generator)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            loss = setup.loss(idx, t, generator)
+            loss = step_loss(idx, t, generator, part)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
@@ -239,16 +251,17 @@ def train(opts: TrainOptions, setup: Setup) -> dict:
                     e.mul_(opts.ema).add_(p.detach().to(e.device), alpha=1 - opts.ema)
         step += 1
         seen += opts.batch
-        losses.append(float(loss.detach()))
+        losses.append(distributed.mean(loss.detach(), ranks))
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.4f}", img_s=f"{seen / max(1e-9, time.perf_counter() - t_start):.1f}")
-        if opts.sample_every and step % opts.sample_every == 0 and setup.samples is not None:
+        if opts.sample_every and step % opts.sample_every == 0 and setup.samples is not None and ranks.main:
             _set_mode(modules, False)
             setup.samples(step)
             _set_mode(modules, True)
         if step % save_every == 0 or step == opts.steps:
             write(step)
-        if opts.max_minutes and step < opts.steps and time.perf_counter() - t_start > 60 * opts.max_minutes:
+        over = bool(opts.max_minutes) and time.perf_counter() - t_start > 60 * opts.max_minutes
+        if step < opts.steps and distributed.agree(over, ranks):
             write(step)
             log.info("stopped at step %d of %d after --max-minutes %g; rerun with --resume to continue", step,
                      opts.steps, opts.max_minutes)
@@ -256,9 +269,10 @@ def train(opts: TrainOptions, setup: Setup) -> dict:
     bar.close()
     if not os.path.isfile(opts.out):  # resumed at the final step: nothing left to train
         write(step)
-    if setup.finish is not None and step == opts.steps:
+    if setup.finish is not None and step == opts.steps and ranks.main:
         _set_mode(modules, False)
         setup.finish()
+    distributed.barrier(ranks)  # the other ranks read what rank 0 wrote
     meta = checkpoint.read_metadata(opts.out)
     meta["losses"] = losses
     return meta

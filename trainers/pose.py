@@ -162,18 +162,19 @@ def train_pose(opts: PoseOptions) -> dict:
     with torch.no_grad():
         shape = tuple(net.encode(images[:1].to(device)).shape[1:])
 
-    def batch(idx: torch.Tensor, generator: torch.Generator):
-        pairs = [augment(images[i], poses[i], generator, opts.flip, opts.min_scale) for i in idx.tolist()]
+    def batch(idx: torch.Tensor, generator: torch.Generator, part: slice):
+        # every draw is made for the whole batch (augmentations in order), then this process keeps its rows
+        pairs = [augment(images[i], poses[i], generator, opts.flip, opts.min_scale) for i in idx.tolist()][part]
         x = torch.stack([p[0] for p in pairs]).to(device)
         posed = torch.stack([p[1] for p in pairs])
-        posed[torch.rand(len(idx), generator=generator) < opts.cond_dropout] = 0  # the null pose
+        posed[(torch.rand(len(idx), generator=generator) < opts.cond_dropout)[part]] = 0  # the null pose
         with torch.no_grad():
             x0 = net.encode(x)
         tokens = model.pose_context(posed.to(device))
         if net.captions is None:
             return x0, {"c_crossattn": tokens}
-        drop = (torch.rand(len(idx), generator=generator) < opts.cond_dropout).tolist()
-        conds = stack_conds([(net.empty if d else net.captions[i]).inputs for i, d in zip(idx.tolist(), drop)],
+        drop = (torch.rand(len(idx), generator=generator) < opts.cond_dropout)[part].tolist()
+        conds = stack_conds([(net.empty if d else net.captions[i]).inputs for i, d in zip(idx[part].tolist(), drop)],
                             device)
         conds["c_crossattn"] = torch.cat([conds["c_crossattn"], tokens.to(conds["c_crossattn"].dtype)], dim=1)
         return x0, conds

@@ -33,7 +33,8 @@ class RefinerNetwork:
     decode: Callable[[torch.Tensor], torch.Tensor]  # inner space -> images in [-1, 1], for sample grids
     info: CheckpointInfo
     lora: dict | None = None  # the injected LoRA layers (LoRA mode)
-    batch_conds: Callable[[torch.Tensor, torch.Generator], dict] | None = None  # text conditioning of a batch
+    # text conditioning of the rows ``part`` of a batch (dropout drawn for the whole batch)
+    batch_conds: Callable[[torch.Tensor, torch.Generator, slice], dict] | None = None
     sample_conditioning: list | None = None  # the sampler's conditioning for sample grids (empty caption)
 
 
@@ -99,9 +100,10 @@ def fine_tune(opts: RefinerOptions, images: torch.Tensor, captions: list[str], d
         per_image = [base.text(c, w, h, device).inputs for c in captions]
         empty = base.text("", w, h, device).inputs
 
-    def batch_conds(idx: torch.Tensor, generator: torch.Generator) -> dict:
+    def batch_conds(idx: torch.Tensor, generator: torch.Generator, part: slice) -> dict:
         drop = torch.rand(len(idx), generator=generator) < opts.cond_dropout
-        return stack_conds([empty if d else per_image[i] for i, d in zip(idx.tolist(), drop.tolist())], device)
+        return stack_conds([empty if d else per_image[i] for i, d in zip(idx[part].tolist(), drop[part].tolist())],
+                           device)
 
     wrapped = None
     if opts.lora_rank:
@@ -134,9 +136,9 @@ def train_refiner(opts: RefinerOptions) -> dict:
     net = fine_tune(opts, images, captions, device) if opts.base else from_scratch(opts, images, device)
     x0_all = net.x0
 
-    def batch(idx: torch.Tensor, generator: torch.Generator):
-        conds = net.batch_conds(idx, generator) if net.batch_conds else {"c_crossattn": None}
-        return x0_all[idx.to(x0_all.device)], conds
+    def batch(idx: torch.Tensor, generator: torch.Generator, part: slice):
+        conds = net.batch_conds(idx, generator, part) if net.batch_conds else {"c_crossattn": None}
+        return x0_all[idx[part].to(x0_all.device)], conds
 
     def samples(step: int):
         sample_grid(net.model, x0_all[:4], opts.t_range[1], opts.seed, net.decode, sample_path(opts.out, step),

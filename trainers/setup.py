@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-# loss(idx, t, generator): the scalar loss of the batch of image indices ``idx`` at timesteps ``t``; further draws
-# (noise, augmentation, dropout) come from ``generator``, the run's one seeded generator.
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
+# loss(idx, t, generator, part): the scalar loss of the rows ``part`` (a slice) of the global batch of image indices
+# ``idx`` at timesteps ``t``; further draws (noise, augmentation, dropout) come from ``generator``, the run's one
+# seeded generator, and are made for the whole global batch before the slice is taken, so every process of a
+# multi-process run (:mod:`.distributed`) makes the same draws and the run does not depend on how many there are.
+# One process computes ``part = slice(0, len(idx))``.
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Generator, slice], torch.Tensor]
 
 
 @dataclass

@@ -208,15 +208,16 @@ def train_world(opts: WorldOptions) -> dict:
             p.requires_grad_(False)
         cache = _frozen_conditioning(net, set(captions) | {""}, opts.resolution, device)
 
-    def batch(idx: torch.Tensor, generator: torch.Generator):
-        drop = (torch.rand(len(idx), generator=generator) < opts.cond_dropout).tolist()
+    def batch(idx: torch.Tensor, generator: torch.Generator, part: slice):
+        drop = (torch.rand(len(idx), generator=generator) < opts.cond_dropout)[part].tolist()
+        mine = idx[part]
         if encoder is not None:
-            tokens = torch.tensor([empty_ids if d else ids[i] for i, d in zip(idx.tolist(), drop)], device=device)
+            tokens = torch.tensor([empty_ids if d else ids[i] for i, d in zip(mine.tolist(), drop)], device=device)
             conds = {"c_crossattn": text_context(encoder.transformer.text_model, tokens)}
         else:
-            rows = [cache["" if d else captions[i]] for i, d in zip(idx.tolist(), drop)]
+            rows = [cache["" if d else captions[i]] for i, d in zip(mine.tolist(), drop)]
             conds = {k: torch.cat([r[k] for r in rows]) for k in rows[0]}
-        return x0_all[idx.to(x0_all.device)], conds
+        return x0_all[mine.to(x0_all.device)], conds
 
     prompts = sample_prompts(opts)
     seeds = list(range(4))
