@@ -109,6 +109,13 @@ def _shared(p: argparse.ArgumentParser, arch: str, t_range: tuple[int, int], par
                    help="recompute the UNet's blocks in the backward pass (less memory, about a third more time)")
     p.add_argument("--ema-device", choices=["same", "cpu"], default="same",
                    help="keep the EMA copy of the weights on the training device (default) or in CPU memory")
+    p.add_argument("--stream", action="store_true",
+                   help="decode each batch's images on the fly instead of reading --data into memory (tar shards "
+                        "always stream)")
+    p.add_argument("--order", choices=["auto", "random", "epochs"], default="auto",
+                   help="images drawn with replacement (random) or in per-epoch permutations of the seed (epochs); "
+                        "auto: epochs when streaming")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes decoding a stream")
     p.add_argument("--max-minutes", type=float, default=0.0,
                    help="stop after this many minutes with the checkpoint written; --resume continues (0: no limit)")
 
@@ -216,7 +223,8 @@ def main(argv=None) -> int:
                       precision=args.precision, resolution=args.resolution, seed=args.seed, resume=args.resume,
                       sample_every=args.sample_every, save_every=args.save_every, device=args.device,
                       base=args.base, cond_dropout=getattr(args, "cond_dropout", 0.1), max_minutes=args.max_minutes,
-                      grad_checkpointing=args.grad_checkpointing, ema_device=args.ema_device)
+                      grad_checkpointing=args.grad_checkpointing, ema_device=args.ema_device, stream=args.stream,
+                      order=args.order, workers=args.workers)
         if args.command == "estimator":
             from stepwise.trainers import EstimatorOptions, train_estimator
 

@@ -25,6 +25,7 @@ from ..models.estimator import ArtifactEstimatorNet
 from ..models.images import load_images
 from ..models.init import seeded_init_
 from .base import DiffusionBase
+from .data import in_memory_only
 from .loop import device_of, train
 from .setup import CheckpointInfo, EstimatorOptions, Setup
 
@@ -66,6 +67,7 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 def train_estimator(opts: EstimatorOptions) -> dict:
     """Train an estimator on ``opts.data`` with ``opts.base``'s x0 estimates; returns the written metadata."""
     opts.check()
+    in_memory_only(opts, "estimator")
     if not opts.base:
         raise ValueError("--base is required: the diffusion model whose x0 estimates the estimator reads")
     if opts.arch not in WIDTHS:

@@ -188,6 +188,8 @@ def train(opts: TrainOptions, setup: Setup) -> dict:
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(opts.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=opts.precision == "fp16" and device.type == "cuda")
 
+    order = getattr(setup.data, "order", None)
+    stream = getattr(setup.data, "stream", None)
     step_loss = distributed.wrap([m for _, m in modules], setup.loss, device, ranks)
     step, losses = 0, []
     state = state_path(opts.out)
@@ -207,6 +209,7 @@ def train(opts: TrainOptions, setup: Setup) -> dict:
                          "precision": opts.precision, "seed": opts.seed, "images": setup.images,
                          "skipped_images": setup.skipped, "final_loss": float(np.mean(recent)) if recent else None,
                          "lora_rank": opts.lora_rank, "data": os.path.abspath(opts.data), "processes": ranks.world,
+                         "order": "epochs" if order is not None else "random", "streamed": stream is not None,
                          **info.training},
         }
 
@@ -234,10 +237,15 @@ def train(opts: TrainOptions, setup: Setup) -> dict:
         _save_state(state, modules, ema, opt, generator, at_step, losses, opts)
 
     save_every = opts.save_every or opts.steps
+    if stream is not None:
+        stream.begin(step, opts.steps, part)
     bar = tqdm(total=opts.steps, initial=step, desc=info.kind, unit="step", dynamic_ncols=True, disable=not ranks.main)
     t_start, seen = time.perf_counter(), 0
     while step < opts.steps:
-        idx = torch.randint(0, setup.images, (opts.batch,), generator=generator)
+        if order is not None:  # epochs: a function of the step (the generator makes no draw for it)
+            idx = order.indices(step)
+        else:
+            idx = torch.randint(0, setup.images, (opts.batch,), generator=generator)
         t = torch.randint(lo, hi, (opts.batch,), generator=generator)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             loss = step_loss(idx, t, generator, part)

@@ -24,6 +24,7 @@ from ..models.init import seeded_init_
 from ..models.pose import POSE_KEY, TOKENS
 from ..models.pose_data import augment, load_pose_samples
 from .base import TextConditioning, load_base, load_vae, stack_conds
+from .data import in_memory_only
 from .loop import device_of, diffusion_loss, host_modules, sample_path, save_png, train
 from .setup import CheckpointInfo, PoseOptions, Setup
 
@@ -146,6 +147,7 @@ def train_pose(opts: PoseOptions) -> dict:
     import comfy.model_patcher
 
     opts.check()
+    in_memory_only(opts, "pose")
     if opts.tokens not in TOKENS:
         raise ValueError(f"--tokens {opts.tokens!r} is not one of {', '.join(TOKENS)}")
     if opts.lora_rank:

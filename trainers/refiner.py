@@ -9,6 +9,7 @@ host LoRA file), its VAE making the latents and its text encoder reading the cap
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,24 +18,25 @@ import numpy as np
 import torch
 
 from ..models import diffusion
-from ..models.images import load_images
 from ..models.init import seeded_init_
 from .base import load_base, load_vae, stack_conds
+from .data import TrainingData, read_data
 from .loop import device_of, diffusion_loss, host_modules, sample_path, save_png, train
 from .setup import CheckpointInfo, RefinerOptions, Setup
 
 
 @dataclass
 class RefinerNetwork:
-    """A refiner ready to train: the host model, the training images in its inner space, and how to decode them."""
+    """A refiner ready to train: the host model, how images enter its inner space and leave it, and (fine-tuning) how
+    captions become its conditioning."""
 
     model: object  # the host's BaseModel
-    x0: torch.Tensor  # every training image in the model's inner space, on the training device
+    encode: Callable[[torch.Tensor], torch.Tensor]  # images in [-1, 1] -> the model's inner space
     decode: Callable[[torch.Tensor], torch.Tensor]  # inner space -> images in [-1, 1], for sample grids
     info: CheckpointInfo
     lora: dict | None = None  # the injected LoRA layers (LoRA mode)
-    # text conditioning of the rows ``part`` of a batch (dropout drawn for the whole batch)
-    batch_conds: Callable[[torch.Tensor, torch.Generator, slice], dict] | None = None
+    text: Callable[[str], dict] | None = None  # a caption's model inputs (fine-tuning a text-conditioned base)
+    empty: dict | None = None  # the empty caption's inputs (caption dropout)
     sample_conditioning: list | None = None  # the sampler's conditioning for sample grids (empty caption)
 
 
@@ -65,18 +67,17 @@ def sample_grid(model, x0: torch.Tensor, t_hi: int, seed: int, decode, path: str
     save_png(((grid.permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8), path)
 
 
-def from_scratch(opts: RefinerOptions, images: torch.Tensor, device) -> RefinerNetwork:
+def from_scratch(opts: RefinerOptions, data: TrainingData, device) -> RefinerNetwork:
     """A seeded ``opts.arch`` UNet in pixel space or in the latents of ``opts.vae``."""
     latent = "pixel" if opts.space == "pixel" else opts.latent_format
     fmt = diffusion.latent_format(latent)()
     if opts.space == "latent":
         vae = load_vae(opts.vae, fmt)
-        with torch.no_grad():
-            x0 = torch.cat([vae.encode(images[i:i + 32]) for i in range(0, len(images), 32)])
-        decode = vae.decode
+        encode, decode = vae.encode, vae.decode
     else:
-        x0, decode = images, (lambda x: x)
-    channels = x0.shape[1]
+        encode, decode = (lambda x: x), (lambda x: x)
+    with torch.no_grad():
+        channels = encode(data.first(1)[0]).shape[1]
     unet = diffusion.unet_config(opts.arch, channels)
     model = diffusion.new_model(unet, opts.parameterisation, latent, device=device)
     seeded_init_(model.diffusion_model, opts.seed)
@@ -85,25 +86,23 @@ def from_scratch(opts: RefinerOptions, images: torch.Tensor, device) -> RefinerN
         network={"class": "comfy_unet", "unet_config": unet, "arch": opts.arch, "model_class": "BaseModel"},
         latent_space={"kind": "pixel", "channels": channels} if opts.space == "pixel"
         else {"kind": "vae", "latent_format": latent, "channels": channels, "vae": os.path.basename(opts.vae)})
-    return RefinerNetwork(model, x0.to(device), decode, info)
+    return RefinerNetwork(model, encode, decode, info)
 
 
-def fine_tune(opts: RefinerOptions, images: torch.Tensor, captions: list[str], device) -> RefinerNetwork:
+def fine_tune(opts: RefinerOptions, data: TrainingData, device) -> RefinerNetwork:
     """Fine-tune a host checkpoint: its VAE makes the latents, its text encoder the captions' conditioning."""
     base = load_base(opts.base)
     model = base.model
     model.diffusion_model.to(device)
+    first = data.first(1)[0]
     with torch.no_grad():
-        x0 = torch.cat([base.codec.encode(images[i:i + 16]) for i in range(0, len(images), 16)])
-    h, w = images.shape[-2:]
-    with torch.no_grad():
-        per_image = [base.text(c, w, h, device).inputs for c in captions]
-        empty = base.text("", w, h, device).inputs
+        channels = base.codec.encode(first).shape[1]
+    h, w = first.shape[-2:]
 
-    def batch_conds(idx: torch.Tensor, generator: torch.Generator, part: slice) -> dict:
-        drop = torch.rand(len(idx), generator=generator) < opts.cond_dropout
-        return stack_conds([empty if d else per_image[i] for i, d in zip(idx[part].tolist(), drop[part].tolist())],
-                           device)
+    @functools.lru_cache(maxsize=None if data.stream is None else 4096)  # each caption encoded once (streams: recent)
+    def text(caption: str) -> dict:
+        with torch.no_grad():
+            return base.text(caption, w, h, device).inputs
 
     wrapped = None
     if opts.lora_rank:
@@ -119,8 +118,8 @@ def fine_tune(opts: RefinerOptions, images: torch.Tensor, captions: list[str], d
         network={"class": "lora" if wrapped else "comfy_unet", "model_class": type(model).__name__,
                  "unet_config": diffusion.json_safe(model.model_config.unet_config),
                  **({"lora_rank": opts.lora_rank} if wrapped else {})},
-        latent_space=base.latent_space(channels=x0.shape[1]))
-    return RefinerNetwork(model, x0.to(device), base.codec.decode, info, lora=wrapped, batch_conds=batch_conds,
+        latent_space=base.latent_space(channels=channels))
+    return RefinerNetwork(model, base.codec.encode, base.codec.decode, info, lora=wrapped, text=text, empty=text(""),
                           sample_conditioning=[[cond, {"pooled_output": pooled}]])
 
 
@@ -132,19 +131,33 @@ def train_refiner(opts: RefinerOptions) -> dict:
         raise ValueError("--lora-rank needs --base: a LoRA adapts an existing checkpoint's UNet")
     device = device_of(opts.device)
     torch.manual_seed(opts.seed)
-    images, captions, skipped = load_images(opts.data, opts.resolution)
-    net = fine_tune(opts, images, captions, device) if opts.base else from_scratch(opts, images, device)
-    x0_all = net.x0
+    data = read_data(opts)
+    net = fine_tune(opts, data, device) if opts.base else from_scratch(opts, data, device)
+    x0_all = None
+    if data.images is not None:  # in memory: every image in the model's space once
+        with torch.no_grad():
+            x0_all = torch.cat([net.encode(data.images[i:i + 16]) for i in range(0, len(data.images), 16)]).to(device)
+    with torch.no_grad():
+        shown = x0_all[:4] if x0_all is not None else net.encode(data.first(4)[0]).to(device)
 
     def batch(idx: torch.Tensor, generator: torch.Generator, part: slice):
-        conds = net.batch_conds(idx, generator, part) if net.batch_conds else {"c_crossattn": None}
-        return x0_all[idx[part].to(x0_all.device)], conds
+        drop = (torch.rand(len(idx), generator=generator) < opts.cond_dropout)[part].tolist() if net.text else None
+        mine = idx[part]
+        if x0_all is not None:
+            x0, captions = x0_all[mine.to(x0_all.device)], [data.captions[i] for i in mine.tolist()]
+        else:
+            images, captions = data.batch(mine)
+            with torch.no_grad():
+                x0 = net.encode(images).to(device)
+        if net.text is None:
+            return x0, {"c_crossattn": None}
+        return x0, stack_conds([net.empty if d else net.text(c) for c, d in zip(captions, drop)], device)
 
     def samples(step: int):
-        sample_grid(net.model, x0_all[:4], opts.t_range[1], opts.seed, net.decode, sample_path(opts.out, step),
+        sample_grid(net.model, shown, opts.t_range[1], opts.seed, net.decode, sample_path(opts.out, step),
                     conditioning=net.sample_conditioning)
 
-    loss = diffusion_loss(net.model, batch, tuple(x0_all.shape[1:]), device)
-    setup = Setup(modules=host_modules(net.model), loss=loss, images=len(images), skipped=skipped, info=net.info,
-                  samples=samples, lora=net.lora)
+    loss = diffusion_loss(net.model, batch, tuple(shown.shape[1:]), device)
+    setup = Setup(modules=host_modules(net.model), loss=loss, images=data.count, skipped=data.skipped, info=net.info,
+                  samples=samples, lora=net.lora, data=data)
     return train(opts, setup)

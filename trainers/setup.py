@@ -52,6 +52,9 @@ class TrainOptions:
     max_minutes: float = 0.0  # stop (checkpoint written) after this long; --resume continues (0: no limit)
     grad_checkpointing: bool = False  # recompute the UNet's blocks in the backward pass instead of keeping activations
     ema_device: str = "same"  # same | cpu: where the EMA copy of the trained weights lives
+    stream: bool = False  # decode the images of each batch on the fly (tar shards always stream)
+    order: str = "auto"  # auto | random | epochs: image draws with replacement, or epochs (auto: epochs when streaming)
+    workers: int = 2  # DataLoader worker processes of a stream (0: decode in the training process)
 
     def check(self) -> None:
         """Refuse options no trainer can use, naming the bad value and what would work."""
@@ -70,6 +73,10 @@ class TrainOptions:
             raise ValueError(f"--ema-device {self.ema_device!r} is not one of same, cpu")
         if self.max_minutes < 0:
             raise ValueError(f"--max-minutes {self.max_minutes} must be >= 0 (0: no limit)")
+        if self.order not in ("auto", "random", "epochs"):
+            raise ValueError(f"--order {self.order!r} is not one of auto, random, epochs")
+        if self.workers < 0:
+            raise ValueError(f"--workers {self.workers} must be >= 0 (0: decode in the training process)")
         if not 0 <= self.cond_dropout <= 1:
             raise ValueError(f"--cond-dropout {self.cond_dropout} must be in [0, 1]")
 
@@ -173,3 +180,4 @@ class Setup:
     finish: Callable[[], None] | None = None  # after the last checkpoint (modules in eval mode), e.g. an evaluation
     lora: dict | None = None  # LoRA layers injected into modules[0]: the checkpoint is a host LoRA file of them
     constants: dict[str, torch.Tensor] | None = None  # untrained tensors written beside the modules (full checkpoints)
+    data: object | None = None  # a trainers.data.TrainingData: its epoch order and stream (None: draws with replacement)

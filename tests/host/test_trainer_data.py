@@ -1,0 +1,114 @@
+"""Streamed training data (trainers/data.py): image folders and webdataset tar shards read one sample at a time by
+DataLoader workers, in per-epoch permutations of the seed; the same batches as the in-memory reader, bit for bit,
+and resumable mid-epoch."""
+
+import os
+import tarfile
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from stepwise.models import checkpoint
+from stepwise.models.images import load_images
+from stepwise.models.world import make_data
+from stepwise.trainers import RefinerOptions, train_refiner
+from stepwise.trainers.data import EpochOrder, FolderSource, Stream, TarSource, open_source, read_data
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("shapes"))
+    make_data("shapes", 20, 32, out, seed=3)
+    for i, name in enumerate(sorted(f for f in os.listdir(out) if f.endswith(".png"))[:5]):
+        with open(os.path.join(out, os.path.splitext(name)[0] + ".txt"), "w") as f:
+            f.write(f"caption {i}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def shards(folder, tmp_path_factory):
+    """The folder as two webdataset shards (<key>.png, <key>.txt), the way `tar` writes them."""
+    out = tmp_path_factory.mktemp("shards")
+    names = sorted(os.listdir(folder))
+    stems = sorted({n.split(".", 1)[0] for n in names})
+    for k, part in enumerate((stems[:11], stems[11:])):
+        with tarfile.open(out / f"shard-{k:05d}.tar", "w") as tar:
+            for stem in part:
+                for name in names:
+                    if name.split(".", 1)[0] == stem:
+                        tar.add(os.path.join(folder, name), arcname=name)
+    return str(out)
+
+
+def _opts(data, out, **kw):
+    base = dict(data=data, out=out, arch="tiny", space="pixel", t_range=(0, 500), steps=7, batch=6, lr=1e-3,
+                ema=0.9, resolution=32, seed=5, workers=2)
+    base.update(kw)
+    return RefinerOptions(**base)
+
+
+def test_epoch_order_is_a_permutation_per_epoch_and_a_function_of_seed_and_step():
+    order = EpochOrder(12, seed=3, batch=4)
+    for epoch in range(3):
+        seen = torch.cat([order.indices(3 * epoch + s) for s in range(3)])
+        assert sorted(seen.tolist()) == list(range(12))
+    assert torch.equal(EpochOrder(12, 3, 4).indices(5), order.indices(5))
+    assert not torch.equal(EpochOrder(12, 4, 4).indices(0), order.indices(0))
+    spanning = EpochOrder(10, 3, 4)  # step 2 takes positions 8..11: two of epoch 0, two of epoch 1
+    assert spanning.indices(2)[:2].tolist() == spanning.permutation(0)[8:].tolist()
+    assert spanning.indices(2)[2:].tolist() == spanning.permutation(1)[:2].tolist()
+
+
+def test_folder_and_tar_sources_index_the_same_samples_in_the_in_memory_order(folder, shards):
+    images, captions, _ = load_images(folder, 32)
+    a, b = FolderSource(folder), TarSource(shards)
+    assert len(a) == len(b) == len(images) == 20
+    assert [s.key for s in a.samples] == [s.key for s in b.samples]
+    assert all(a.image(i) == b.image(i) for i in range(len(a)))
+    assert [a.text(i, ".txt") or "" for i in range(len(a))] == captions == [b.text(i, ".txt") or "" for i in range(20)]
+    assert isinstance(open_source(shards), TarSource) and isinstance(open_source(folder), FolderSource)
+
+
+def test_a_stream_gives_the_in_memory_images_and_checks_its_step(folder, shards):
+    images, captions, _ = load_images(folder, 32)
+    order = EpochOrder(20, seed=1, batch=4)
+    stream = Stream(TarSource(shards), 32, order, workers=2)
+    stream.begin(3, 6, slice(None))
+    for step in range(3, 6):
+        idx = order.indices(step)
+        got, caps = stream.take(idx)
+        assert torch.equal(got, images[idx]) and caps == [captions[i] for i in idx.tolist()]
+    stream.begin(0, 2, slice(None))
+    with pytest.raises(RuntimeError, match="out of step"):
+        stream.take(order.indices(1))
+
+
+@pytest.mark.parametrize("source", ["folder", "shards"])
+def test_streamed_training_equals_training_in_memory_in_the_same_order(folder, shards, tmp_path, source):
+    memory = str(tmp_path / "memory.safetensors")
+    streamed = str(tmp_path / "streamed.safetensors")
+    train_refiner(_opts(folder, memory, order="epochs"))
+    meta = train_refiner(_opts(folder if source == "folder" else shards, streamed, stream=source == "folder"))
+    assert meta["training"]["streamed"] and meta["training"]["order"] == "epochs"
+    a, b = checkpoint.load(memory)[0], checkpoint.load(streamed)[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_stream_resumes_mid_epoch_bit_exactly(shards, tmp_path):
+    straight, resumed = str(tmp_path / "straight.safetensors"), str(tmp_path / "resumed.safetensors")
+    train_refiner(_opts(shards, straight, steps=9))
+    train_refiner(_opts(shards, resumed, steps=4))  # 24 of 20 images: stopped inside the second epoch
+    train_refiner(_opts(shards, resumed, steps=9, resume=True))
+    a, b = checkpoint.load(straight)[0], checkpoint.load(resumed)[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert torch.equal(load_file(straight + ".train-state")["losses"], load_file(resumed + ".train-state")["losses"])
+
+
+def test_streams_refuse_draws_with_replacement_and_other_trainers_refuse_streams(shards, folder, tmp_path):
+    with pytest.raises(ValueError, match="--order random .* use --order epochs"):
+        read_data(_opts(shards, str(tmp_path / "x.safetensors"), order="random"))
+    from stepwise.trainers import PoseOptions, train_pose
+
+    with pytest.raises(ValueError, match="--stream"):
+        train_pose(PoseOptions(data=folder, out=str(tmp_path / "p.safetensors"), stream=True, steps=1))
