@@ -11,11 +11,13 @@ Either way the written file is a full checkpoint in the host's layout (UNet, tex
 Load Checkpoint reads, with Stepwise metadata (``kind: world``: network, training record, data) beside the
 tensors. Every ``--sample-every`` steps a grid of held-out prompts (rows) by seeds (columns) is written with the
 analyser's reading of it (``step_NNNNNN.json``: the share of objects whose shape, colour and position match the
-prompt), to choose when to stop.
+prompt), to choose when to stop. ``--stream`` (or tar shards as ``--data``) decodes each batch on the fly
+(:mod:`.data`), as the refiner does.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -25,9 +27,9 @@ import numpy as np
 import torch
 
 from ..models import world_model
-from ..models.images import load_images
 from ..models.init import seeded_init_
 from .base import LatentCodec, load_base
+from .data import read_data
 from .loop import device_of, diffusion_loss, sample_path, save_png, train
 from .setup import CheckpointInfo, Setup, WorldOptions
 
@@ -192,32 +194,44 @@ def train_world(opts: WorldOptions) -> dict:
     opts.check()
     device = device_of(opts.device)
     torch.manual_seed(opts.seed)
-    images, captions, skipped = load_images(opts.data, opts.resolution)
+    data = read_data(opts)
     net = fine_tune(opts, device) if opts.base else from_scratch(opts, device)
+    x0_all = None
+    if data.images is not None:  # in memory: every image in the model's space once
+        with torch.no_grad():
+            x0_all = torch.cat([net.codec.encode(data.images[i:i + 64])
+                                for i in range(0, len(data.images), 64)]).to(device)
     with torch.no_grad():
-        x0_all = torch.cat([net.codec.encode(images[i:i + 64]) for i in range(0, len(images), 64)]).to(device)
+        shape = tuple(net.codec.encode(data.first(1)[0]).shape[1:])
     text_model = net.clip.cond_stage_model
     encoder = text_model.clip_l if net.text_trained else None
+    memo = functools.lru_cache(maxsize=None if data.stream is None else 4096)  # per caption (streams: recent ones)
     if encoder is not None:
         for p in encoder.transformer.text_model.parameters():  # the host freezes text encoders when it builds them
             p.requires_grad_(True)
-        ids = [_token_ids(net.clip, c) for c in captions]
-        empty_ids = _token_ids(net.clip, "")
-    else:  # frozen: every caption's conditioning once
+        ids = memo(lambda c: tuple(_token_ids(net.clip, c)))
+    else:  # frozen: each caption's conditioning once
         for p in text_model.parameters():
             p.requires_grad_(False)
-        cache = _frozen_conditioning(net, set(captions) | {""}, opts.resolution, device)
+        frozen = memo(lambda c: _frozen_conditioning(net, [c], opts.resolution, device)[c])
 
     def batch(idx: torch.Tensor, generator: torch.Generator, part: slice):
         drop = (torch.rand(len(idx), generator=generator) < opts.cond_dropout)[part].tolist()
         mine = idx[part]
+        if x0_all is not None:
+            x0, captions = x0_all[mine.to(x0_all.device)], [data.captions[i] for i in mine.tolist()]
+        else:
+            images, captions = data.batch(mine)
+            with torch.no_grad():
+                x0 = net.codec.encode(images).to(device)
+        captions = ["" if d else c for c, d in zip(captions, drop)]
         if encoder is not None:
-            tokens = torch.tensor([empty_ids if d else ids[i] for i, d in zip(mine.tolist(), drop)], device=device)
+            tokens = torch.tensor([ids(c) for c in captions], device=device)
             conds = {"c_crossattn": text_context(encoder.transformer.text_model, tokens)}
         else:
-            rows = [cache["" if d else captions[i]] for i, d in zip(mine.tolist(), drop)]
+            rows = [frozen(c) for c in captions]
             conds = {k: torch.cat([r[k] for r in rows]) for k in rows[0]}
-        return x0_all[mine.to(x0_all.device)], conds
+        return x0, conds
 
     prompts = sample_prompts(opts)
     seeds = list(range(4))
@@ -245,7 +259,7 @@ def train_world(opts: WorldOptions) -> dict:
     constants = {k: v for k, v in full.items() if k not in written and not k.startswith("model.diffusion_model.")
                  and not (encoder is not None and k.startswith("cond_stage_model."))}
     net.info.training.update({"text": opts.text, "cond_dropout": opts.cond_dropout, "recipe": opts.recipe})
-    loss = diffusion_loss(net.model, batch, tuple(x0_all.shape[1:]), device)
-    setup = Setup(modules=modules, loss=loss, images=len(images), skipped=skipped, info=net.info, samples=samples,
-                  constants=constants)
+    loss = diffusion_loss(net.model, batch, shape, device)
+    setup = Setup(modules=modules, loss=loss, images=data.count, skipped=data.skipped, info=net.info, samples=samples,
+                  constants=constants, data=data)
     return train(opts, setup)

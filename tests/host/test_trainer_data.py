@@ -112,3 +112,19 @@ def test_streams_refuse_draws_with_replacement_and_other_trainers_refuse_streams
 
     with pytest.raises(ValueError, match="--stream"):
         train_pose(PoseOptions(data=folder, out=str(tmp_path / "p.safetensors"), stream=True, steps=1))
+
+
+def test_the_world_trainer_streams_its_captioned_scenes(tmp_path):
+    from stepwise.models.scenes import write_dataset
+    from stepwise.trainers import WorldOptions, train_world
+
+    scenes = str(tmp_path / "scenes")
+    write_dataset(scenes, 10, 32, seed=4, objects=(1, 2))
+    runs = {}
+    for name, extra in (("memory", {"order": "epochs"}), ("streamed", {"stream": True})):
+        out = str(tmp_path / f"{name}.safetensors")
+        train_world(WorldOptions(data=scenes, out=out, steps=3, batch=4, lr=1e-3, ema=0.9, seed=2, workers=1,
+                                 sample_prompts=("a large red circle on the left on a gray background",),
+                                 sample_steps=2, **extra))
+        runs[name] = checkpoint.load(out)[0]
+    assert all(torch.equal(runs["memory"][k], runs["streamed"][k]) for k in runs["memory"])
