@@ -23,6 +23,7 @@ import os
 import tarfile
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..models.images import IMAGE_EXTENSIONS, is_label_image, square
@@ -32,55 +33,51 @@ log = logging.getLogger("stepwise.train")
 SIDECARS = (".txt", ".json")
 
 
-@dataclass(frozen=True)
-class Member:
-    """Where one file of a sample lies: a path, or a byte range of a tar shard."""
-
-    path: str
-    offset: int = -1  # -1: the whole file at ``path``
-    size: int = -1
-
-    def read(self, files: dict) -> bytes:
-        if self.offset < 0:
-            with open(self.path, "rb") as f:
-                return f.read()
-        handle = files.get(self.path)
-        if handle is None:  # one handle per shard
-            handle = files[self.path] = open(self.path, "rb")
-        # a positional read: forked DataLoader workers may share the handle's file offset, a seek would race
-        return os.pread(handle.fileno(), self.size, self.offset)
-
-
-@dataclass(frozen=True)
-class Sample:
-    key: str
-    image: Member
-    sidecars: tuple[tuple[str, Member], ...]  # (".txt", member), (".json", member)
+PARTS = ("image",) + SIDECARS  # the files of a sample, in the index's column order
 
 
 class Source:
-    """Indexed samples read one at a time: ``len(source)``, ``source.image(i)`` (bytes) and ``source.text(i, ext)``."""
+    """Indexed samples read one at a time: ``len(source)``, ``source.image(i)`` (bytes), ``source.text(i, ext)`` and
+    ``source.key(i)``. The index is compact (one row of integers per sample, the file names once), so a source of
+    50,000 images costs a few MB: where each file of a sample lies is ``(file, offset, size)``, the file an entry of
+    ``files`` (a tar shard, or the file itself with offset -1), -1 where the sample has no such file."""
 
-    def __init__(self, samples: list[Sample], where: str):
-        if not samples:
+    def __init__(self, keys: list[str], files: list[str], table: np.ndarray, where: str):
+        if not keys:
             raise ValueError(f"--data {where!r} has no images; use a folder of PNG/JPEG/WebP images or webdataset "
                              "tar shards (members <key>.png with <key>.txt captions)")
-        self.samples = samples
-        self.where = where
-        self._files: dict = {}
+        self.keys, self.files, self.table, self.where = keys, files, table, where
+        self._handles: dict = {}
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.keys)
 
-    def __getstate__(self):  # DataLoader workers get the index, not the parent's open files
-        return {"samples": self.samples, "where": self.where, "_files": {}}
+    def __getstate__(self):  # workers get the index, not the parent's open files
+        return {**self.__dict__, "_handles": {}}
+
+    def key(self, i: int) -> str:
+        return self.keys[i]
+
+    def _read(self, i: int, part: int) -> bytes | None:
+        f, offset, size = (int(v) for v in self.table[i, part])
+        if f < 0:
+            return None
+        path = self.files[f]
+        if offset < 0:
+            with open(path, "rb") as fh:
+                return fh.read()
+        handle = self._handles.get(path)
+        if handle is None:  # one handle per shard
+            handle = self._handles[path] = open(path, "rb")
+        # a positional read: forked DataLoader workers may share the handle's file offset, a seek would race
+        return os.pread(handle.fileno(), size, offset)
 
     def image(self, i: int) -> bytes:
-        return self.samples[i].image.read(self._files)
+        return self._read(i, 0)
 
     def text(self, i: int, ext: str) -> str | None:
-        member = dict(self.samples[i].sidecars).get(ext)
-        return member.read(self._files).decode("utf-8").strip() if member is not None else None
+        raw = self._read(i, PARTS.index(ext))
+        return raw.decode("utf-8").strip() if raw is not None else None
 
 
 class FolderSource(Source):
@@ -90,14 +87,18 @@ class FolderSource(Source):
     def __init__(self, folder: str):
         if not os.path.isdir(folder):
             raise ValueError(f"--data {folder!r} is not a folder of images or tar shards")
-        files = sorted(os.path.join(root, f) for root, _, names in os.walk(folder) for f in names
-                       if f.lower().endswith(IMAGE_EXTENSIONS) and not is_label_image(f))
-        samples = []
-        for path in files:
+        images = sorted(os.path.join(root, f) for root, _, names in os.walk(folder) for f in names
+                        if f.lower().endswith(IMAGE_EXTENSIONS) and not is_label_image(f))
+        keys, files = [], []
+        table = np.full((len(images), len(PARTS), 3), -1, dtype=np.int64)
+        for i, path in enumerate(images):
             stem = os.path.splitext(path)[0]
-            side = tuple((ext, Member(stem + ext)) for ext in SIDECARS if os.path.isfile(stem + ext))
-            samples.append(Sample(os.path.relpath(stem, folder), Member(path), side))
-        super().__init__(samples, folder)
+            keys.append(os.path.relpath(stem, folder))
+            for part, candidate in enumerate([path] + [stem + ext for ext in SIDECARS]):
+                if part == 0 or os.path.isfile(candidate):
+                    table[i, part, 0] = len(files)
+                    files.append(candidate)
+        super().__init__(keys, files, table, folder)
 
 
 def shards_of(path: str) -> list[str]:
@@ -111,29 +112,34 @@ def shards_of(path: str) -> list[str]:
 
 class TarSource(Source):
     """webdataset shards: the members of a sample share a key (the member name up to the first dot of its base name,
-    webdataset's convention); each shard's headers are read once to index the members' byte ranges."""
+    webdataset's convention); each shard's headers are read once to index the members' byte ranges. Shards must be
+    uncompressed (``.tar``), as webdataset writes them, so members can be read by offset."""
 
     def __init__(self, path: str):
-        samples = []
-        for shard in shards_of(path):
-            groups: dict[str, dict[str, Member]] = {}
-            with tarfile.open(shard, "r:") as tar:  # uncompressed shards: members are read by offset
-                for info in tar:
+        shards = shards_of(path)
+        keys, rows = [], []
+        for f, shard in enumerate(shards):
+            groups: dict[str, dict[str, tuple[int, int, int]]] = {}
+            with tarfile.open(shard, "r:") as tar:
+                while (info := tar.next()) is not None:
+                    tar.members.clear()  # tarfile keeps every header it reads; the index needs none of them
                     if not info.isfile():
                         continue
                     folder, base = os.path.split(info.name)
                     if "." not in base:
                         continue
                     stem, ext = base.split(".", 1)
-                    groups.setdefault(os.path.join(folder, stem), {})["." + ext.lower()] = Member(
-                        shard, info.offset_data, info.size)
+                    groups.setdefault(os.path.join(folder, stem), {})["." + ext.lower()] = (f, info.offset_data,
+                                                                                           info.size)
             for key in sorted(groups):
                 members = groups[key]
                 image = next((members[e] for e in IMAGE_EXTENSIONS if e in members), None)
                 if image is None or is_label_image(key + ".png"):
                     continue
-                samples.append(Sample(key, image, tuple((e, members[e]) for e in SIDECARS if e in members)))
-        super().__init__(samples, path)
+                keys.append(key)
+                rows.append([image] + [members.get(e, (-1, -1, -1)) for e in SIDECARS])
+        table = np.asarray(rows, dtype=np.int64).reshape(len(rows), len(PARTS), 3)
+        super().__init__(keys, shards, table, path)
 
 
 def open_source(path: str) -> Source:
@@ -194,7 +200,7 @@ class Decoded(torch.utils.data.Dataset):
                     image, _ = square(im, self.resolution)
                 break
             except Exception as e:  # unreadable or truncated image
-                log.warning("skipping unreadable image %s of %s (%s)", self.source.samples[j].key, self.source.where, e)
+                log.warning("skipping unreadable image %s of %s (%s)", self.source.key(j), self.source.where, e)
         else:
             raise ValueError(f"--data {self.source.where!r}: no image could be read")
         return i, image, self.source.text(j, ".txt") or ""

@@ -52,3 +52,13 @@ def test_trainer_processes_bench_times_one_and_two_processes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     (row,) = json.loads(out.read_text())["results"]
     assert row["processes"] == 2 and row["runs"].keys() == {"1", "2"} and row["speedup"] > 0
+
+
+def test_reader_memory_bench_measures_both_sizes(tmp_path):
+    out = tmp_path / "reader_memory.json"
+    proc = subprocess.run([sys.executable, os.path.join(paths.REPO, "bench", "reader_memory.py"), "--sizes", "20", "40",
+                           "--size", "8", "--batches", "2", "--batch", "4", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=paths.REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["20"]["samples"] == 20 and row["40"]["samples"] == 40 and row["peak_ratio"] > 0
