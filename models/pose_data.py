@@ -32,9 +32,13 @@ def _pairs(data: str) -> list[tuple[str, object]]:
         if not isinstance(coco, dict) or "annotations" not in coco or "images" not in coco:
             raise ValueError(f"--data {data}: not a COCO annotation file (needs images and annotations)")
         root = os.path.dirname(os.path.abspath(data))
+        by_image: dict = {}  # indexed once: scanning every annotation for each image is quadratic on COCO
+        for a in coco["annotations"]:
+            if "keypoints" in a:
+                by_image.setdefault(a.get("image_id"), []).append(a)
         pairs = []
         for image in coco["images"]:
-            anns = [a for a in coco["annotations"] if a.get("image_id") == image.get("id") and "keypoints" in a]
+            anns = by_image.get(image.get("id"), [])
             if not anns:
                 continue
             name = image.get("file_name", "")

@@ -87,3 +87,23 @@ def test_bad_data_is_a_clear_error(tmp_path):
     bad.write_text("{\"images\": [")
     with pytest.raises(ValueError, match="malformed JSON at line 1"):
         load_pose_data(str(bad), 32)
+
+
+def test_a_coco_file_gives_each_image_its_own_annotations_in_file_order(tmp_path):
+    from PIL import Image
+
+    from stepwise.models.pose_data import _pairs
+
+    for name in ("a.png", "b.png", "c.png"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    kp = [0.5, 0.5, 2] * 17
+    coco = {"images": [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "b.png"},
+                       {"id": 3, "file_name": "c.png"}, {"id": 4, "file_name": "missing.png"}],
+            "annotations": [{"id": 10, "image_id": 2, "keypoints": kp}, {"id": 11, "image_id": 1, "keypoints": kp},
+                            {"id": 12, "image_id": 2, "keypoints": kp}, {"id": 13, "image_id": 3},  # no keypoints
+                            {"id": 14, "image_id": 4, "keypoints": kp}]}
+    path = tmp_path / "coco.json"
+    path.write_text(json.dumps(coco))
+    pairs = _pairs(str(path))
+    assert [p.rsplit("/", 1)[1] for p, _ in pairs] == ["a.png", "b.png"]  # c: no keypoints; missing: no file
+    assert [[a["id"] for a in v["annotations"]] for _, v in pairs] == [[11], [10, 12]]
