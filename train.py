@@ -8,7 +8,7 @@
                               [--clean-share 0.1] [--rank-weight 1] [shared options]
     python train.py world --data DIR --out FILE [--base CHECKPOINT] [--text train|frozen] [--sample-prompt P ...]
                           [--recipe TEXT] [--attention pytorch|host] [shared options]
-    python train.py pose --data DIR|COCO.json --out FILE [--base CHECKPOINT | --arch compact|small
+    python train.py pose --data DIR|COCO.json --out FILE [--base CHECKPOINT [--lora-rank R] | --arch compact|small
                          --space pixel|latent [--vae FILE]] --tokens fourier|grid [--max-people P]
                          [--cond-dropout 0.1] [--flip 0.5] [--min-scale 0.8] [shared options]
 
@@ -155,6 +155,10 @@ def main(argv=None) -> int:
                            "COCO person-keypoints annotation file with its images beside it")
     pose.add_argument("--base", help="fine-tune this host checkpoint (SD1.x/SD2.x/SDXL): the context becomes its text "
                                      "tokens (from .txt captions) followed by the pose tokens")
+    pose.add_argument("--lora-rank", type=int, default=0,
+                      help="with --base: train LoRA layers of this rank in the UNet (the keypoint encoder fully) and "
+                           "write the full pose checkpoint with them merged (less memory than a full fine-tune)")
+    pose.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default: the rank)")
     pose.add_argument("--tokens", choices=["fourier", "grid"], default="fourier",
                       help="fourier: one token per joint (default); grid: the seed's 17-cell grid token")
     pose.add_argument("--bands", type=int, default=8, help="fourier: frequency bands per coordinate")
@@ -241,7 +245,8 @@ def main(argv=None) -> int:
 
             meta = train_pose(PoseOptions(**shared, tokens=args.tokens, bands=args.bands, grid=args.grid,
                                           canvas=args.canvas, max_people=args.max_people, context_dim=args.context_dim,
-                                          flip=args.flip, min_scale=args.min_scale, sample_cfg=args.sample_cfg))
+                                          flip=args.flip, min_scale=args.min_scale, sample_cfg=args.sample_cfg,
+                                          lora_rank=args.lora_rank, lora_alpha=args.lora_alpha))
         else:
             from stepwise.trainers import RefinerOptions, train_refiner
 

@@ -61,3 +61,20 @@ def host_state_dict(wrapped: dict[str, LoRALinear]) -> dict[str, torch.Tensor]:
         out[f"{key}.lora_up.weight"] = lora.up.detach().float().cpu().contiguous()
         out[f"{key}.alpha"] = torch.tensor(lora.alpha)
     return out
+
+
+def merged_state_dict(module: torch.nn.Module, wrapped: dict[str, LoRALinear]) -> dict[str, torch.Tensor]:
+    """``module``'s state dict with each LoRA layer folded into its base layer (``W + (alpha / rank) · up @ down``
+    under the base layer's own keys), i.e. the state dict of the module without LoRA: a full checkpoint of what
+    was trained (the pose model's LoRA mode writes its checkpoints this way)."""
+    state = dict(module.state_dict())
+    for name, lora in wrapped.items():
+        for key in ("down", "up", "base.weight", "base.bias"):
+            state.pop(f"{name}.{key}", None)
+        with torch.no_grad():
+            delta = (lora.up.float() @ lora.down.float()) * (lora.alpha / lora.rank)
+            state[f"{name}.weight"] = (lora.base.weight.float() + delta.to(lora.base.weight.device)).to(
+                lora.base.weight.dtype)
+        if lora.base.bias is not None:
+            state[f"{name}.bias"] = lora.base.bias.detach()
+    return state

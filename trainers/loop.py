@@ -226,7 +226,13 @@ def train(opts: TrainOptions, setup: Setup) -> dict:
                 for n, p in live:
                     if n in trained:
                         p.copy_(trained[n])
-            checkpoint.save(opts.out, lora_mod.host_state_dict(setup.lora), meta_for(at_step))
+            if setup.lora_merged:  # a full checkpoint: each LoRA layer folded into its base layer
+                first = modules[0][1]
+                weights = {prefix + k: v for prefix, m in modules for k, v in
+                           (lora_mod.merged_state_dict(m, setup.lora) if m is first else m.state_dict()).items()}
+                checkpoint.save(opts.out, {**(setup.constants or {}), **weights}, meta_for(at_step))
+            else:
+                checkpoint.save(opts.out, lora_mod.host_state_dict(setup.lora), meta_for(at_step))
             with torch.no_grad():
                 for n, p in live:
                     if n in backup:

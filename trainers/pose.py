@@ -150,8 +150,9 @@ def train_pose(opts: PoseOptions) -> dict:
     in_memory_only(opts, "pose")
     if opts.tokens not in TOKENS:
         raise ValueError(f"--tokens {opts.tokens!r} is not one of {', '.join(TOKENS)}")
-    if opts.lora_rank:
-        raise ValueError("--lora-rank is for refiners; a pose model trains its UNet and keypoint encoder fully")
+    if opts.lora_rank and not opts.base:
+        raise ValueError("--lora-rank needs --base: LoRA layers adapt an existing checkpoint's UNet (from scratch the "
+                         "UNet trains fully)")
     if not 0 <= opts.flip <= 1 or not 0 < opts.min_scale <= 1:
         raise ValueError(f"--flip {opts.flip} must be in [0, 1] and --min-scale {opts.min_scale} in (0, 1]")
     if opts.max_people < 1 or opts.context_dim < 1:
@@ -161,6 +162,11 @@ def train_pose(opts: PoseOptions) -> dict:
     images, poses, captions, skipped = load_pose_samples(opts.data, opts.resolution, opts.max_people)
     net = fine_tune(opts, captions, device) if opts.base else from_scratch(opts, device)
     model = net.model
+    wrapped = None
+    if opts.lora_rank:  # LoRA layers in the UNet, the keypoint encoder trained fully; written merged (full checkpoint)
+        from ..models import lora
+
+        wrapped = lora.inject(model.diffusion_model, opts.lora_rank, opts.lora_alpha, opts.seed)
     with torch.no_grad():
         shape = tuple(net.encode(images[:1].to(device)).shape[1:])
 
@@ -193,5 +199,5 @@ def train_pose(opts: PoseOptions) -> dict:
     info.training = {"cond_dropout": opts.cond_dropout, "flip": opts.flip, "min_scale": opts.min_scale,
                      "max_people": opts.max_people}
     setup = Setup(modules=host_modules(model), loss=diffusion_loss(model, batch, shape, device), images=len(images),
-                  skipped=skipped, info=info, samples=samples)
+                  skipped=skipped, info=info, samples=samples, lora=wrapped, lora_merged=True)
     return train(opts, setup)

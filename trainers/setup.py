@@ -46,7 +46,7 @@ class TrainOptions:
     save_every: int = 0
     device: str = "auto"
     base: str | None = None  # fine-tune (refiner, pose) or read (estimator) this checkpoint
-    lora_rank: int = 0  # refiners with base: train LoRA layers of this rank (the other kinds refuse a rank)
+    lora_rank: int = 0  # with base: train LoRA layers of this rank (refiner: a host LoRA; pose: merged; others refuse)
     lora_alpha: float | None = None
     cond_dropout: float = 0.1  # share of empty captions / null poses (the unconditional input for CFG)
     max_minutes: float = 0.0  # stop (checkpoint written) after this long; --resume continues (0: no limit)
@@ -178,6 +178,7 @@ class Setup:
     info: CheckpointInfo
     samples: Callable[[int], None] | None = None  # write a sample grid at this step (modules in eval mode)
     finish: Callable[[], None] | None = None  # after the last checkpoint (modules in eval mode), e.g. an evaluation
-    lora: dict | None = None  # LoRA layers injected into modules[0]: the checkpoint is a host LoRA file of them
+    lora: dict | None = None  # LoRA layers injected into modules[0]: the checkpoint is a host LoRA file of them ...
+    lora_merged: bool = False  # ... or, when set, the full checkpoint with the layers merged into their base layers
     constants: dict[str, torch.Tensor] | None = None  # untrained tensors written beside the modules (full checkpoints)
     data: object | None = None  # a trainers.data.TrainingData: its epoch order and stream (None: draws with replacement)

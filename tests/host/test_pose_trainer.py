@@ -133,7 +133,7 @@ def test_command_line_writes_a_sample_grid_with_the_skeletons(figures, tmp_path)
 @pytest.mark.parametrize("kw,match", [
     (dict(arch="tiny"), "--arch tiny has no cross-attention"),
     (dict(tokens="pixels"), "--tokens 'pixels'"),
-    (dict(lora_rank=4), "--lora-rank is for refiners"),
+    (dict(lora_rank=4), "--lora-rank needs --base"),
     (dict(cond_dropout=1.5), "--cond-dropout 1.5"),
     (dict(min_scale=0.0), "--min-scale 0.0"),
 ])
@@ -146,3 +146,27 @@ def test_data_without_keypoints_is_named(tmp_path):
     make_data("shapes", 3, 32, str(tmp_path), seed=1)
     with pytest.raises(ValueError, match="no readable images with keypoints"):
         train_pose(_opts(str(tmp_path), str(tmp_path / "x.safetensors")))
+
+
+def test_lora_fine_tune_writes_a_full_pose_checkpoint_with_the_layers_merged(figures, tmp_path, zoo, tiny_models):
+    from safetensors.torch import load_file
+
+    from stepwise.models.lora import DEFAULT_TARGETS
+
+    base_path = os.path.join(zoo, paths.TINY_SD15)
+    full, low = str(tmp_path / "full.safetensors"), str(tmp_path / "lora.safetensors")
+    train_pose(_opts(figures, full, steps=2, batch=2, resolution=64, base=base_path, ema=0.0))
+    meta = train_pose(_opts(figures, low, steps=3, batch=2, resolution=64, base=base_path, ema=0.0, lr=1e-2,
+                            lora_rank=4))
+    assert meta["training"]["lora_rank"] == 4 and meta["network"]["class"] == "comfy_unet"
+    a, b = checkpoint.load(full, "pose")[0], checkpoint.load(low, "pose")[0]
+    assert set(a) == set(b)  # the same layout as a full fine-tune: the Stepwise loader reads it
+    _loaded(low)
+    base = {k[len("model.diffusion_model."):]: v for k, v in load_file(base_path).items()
+            if k.startswith("model.diffusion_model.")}
+    targeted = [k for k in base if any(k.endswith(t + ".weight") for t in DEFAULT_TARGETS) and base[k].ndim == 2]
+    assert targeted and all(not torch.equal(b[k], base[k]) for k in targeted)  # merged: W + up @ down moved
+    assert all(torch.equal(b[k], base[k]) for k in base if k not in targeted)  # everything else is the base's
+    state = load_file(low + ".train-state")
+    trained = sum(v.numel() for k, v in state.items() if k.startswith("opt.") and k.endswith(".exp_avg"))
+    assert trained < sum(v.numel() for v in base.values()) / 4  # AdamW keeps state for the LoRA layers and encoder
