@@ -72,6 +72,16 @@ def load_pose_data(data: str, resolution: int, max_people: int = 1) -> tuple[tor
     return images, poses, skipped
 
 
+def people_in(value, where: str, box, max_people: int) -> torch.Tensor:
+    """The first ``max_people`` people of a keypoint value (a JSON text or a COCO dict, as
+    :func:`~stepwise.kernels.pose.parse` reads them) moved into the crop ``box``, padded with null poses
+    (max_people×17×3)."""
+    frame = parse(value, where)[0]
+    people = [crop(p, box) for p in frame.people[:max_people]]
+    people += [torch.zeros(17, 3)] * (max_people - len(people))
+    return torch.stack(people)
+
+
 def load_pose_samples(data: str, resolution: int, max_people: int = 1):
     """:func:`load_pose_data` plus each image's caption (the ``.txt`` beside it, or empty):
     ``(images, poses, captions, skipped)``."""
@@ -84,11 +94,9 @@ def load_pose_samples(data: str, resolution: int, max_people: int = 1):
             log.warning("skipping unreadable image %s (%s)", path, e)
             skipped += 1
             continue
-        frame = parse(value, os.path.splitext(path)[0] + ".json" if isinstance(value, str) else path)[0]
-        people = [crop(p, box) for p in frame.people[:max_people]]
-        people += [torch.zeros(17, 3)] * (max_people - len(people))
         images.append(image)
-        poses.append(torch.stack(people))
+        poses.append(people_in(value, os.path.splitext(path)[0] + ".json" if isinstance(value, str) else path, box,
+                               max_people))
         caption = os.path.splitext(path)[0] + ".txt"
         captions.append(open(caption).read().strip() if os.path.isfile(caption) else "")
     if not images:
@@ -97,20 +105,35 @@ def load_pose_samples(data: str, resolution: int, max_people: int = 1):
     return torch.stack(images), torch.stack(poses), captions, skipped
 
 
+def draw_augment(generator: torch.Generator, height: int, width: int, flip: float = 0.5,
+                 min_scale: float = 0.8) -> tuple[int, int, int, bool]:
+    """The random crop and flip of :func:`augment` (``(top, left, side, flipped)``), drawn from ``generator`` in
+    :func:`augment`'s order; they depend on the image's size only, so a multi-process run can draw them for the
+    whole batch and apply them to its own rows."""
+    scale = float(min_scale + (1 - min_scale) * torch.rand((), generator=generator))
+    side = max(1, int(round(scale * min(height, width))))
+    top = int(torch.randint(0, height - side + 1, (), generator=generator))
+    left = int(torch.randint(0, width - side + 1, (), generator=generator))
+    return top, left, side, float(torch.rand((), generator=generator)) < flip
+
+
+def apply_augment(image: torch.Tensor, pose: torch.Tensor, drawn: tuple[int, int, int, bool]):
+    """Crop ``image`` (3×H×W) to the drawn square, resize it back, flip it if drawn; the keypoints move with it."""
+    top, left, side, flipped = drawn
+    _, h, w = image.shape
+    out = image[:, top:top + side, left:left + side]
+    out = torch.nn.functional.interpolate(out.unsqueeze(0), size=(h, w), mode="bilinear", align_corners=False)[0]
+    box = (left / w, top / h, (left + side) / w, (top + side) / h)
+    moved = torch.stack([crop(p, box) for p in pose])
+    if flipped:
+        out = out.flip(-1)
+        moved = torch.stack([flip_horizontal(p) for p in moved])
+    return out, moved
+
+
 def augment(image: torch.Tensor, pose: torch.Tensor, generator: torch.Generator, flip: float = 0.5,
             min_scale: float = 0.8) -> tuple[torch.Tensor, torch.Tensor]:
     """A random square crop (side ``min_scale``..1 of the image, resized back) and a horizontal flip with
     probability ``flip`` that swaps left and right joints; the keypoints (people×17×3) move with the image."""
     _, h, w = image.shape
-    scale = float(min_scale + (1 - min_scale) * torch.rand((), generator=generator))
-    side = max(1, int(round(scale * min(h, w))))
-    top = int(torch.randint(0, h - side + 1, (), generator=generator))
-    left = int(torch.randint(0, w - side + 1, (), generator=generator))
-    out = image[:, top:top + side, left:left + side]
-    out = torch.nn.functional.interpolate(out.unsqueeze(0), size=(h, w), mode="bilinear", align_corners=False)[0]
-    box = (left / w, top / h, (left + side) / w, (top + side) / h)
-    moved = torch.stack([crop(p, box) for p in pose])
-    if float(torch.rand((), generator=generator)) < flip:
-        out = out.flip(-1)
-        moved = torch.stack([flip_horizontal(p) for p in moved])
-    return out, moved
+    return apply_augment(image, pose, draw_augment(generator, h, w, flip, min_scale))

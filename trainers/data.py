@@ -18,6 +18,7 @@ streamed and its tar shards give the same batches (tested).
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import tarfile
@@ -42,6 +43,9 @@ class Source:
     50,000 images costs a few MB: where each file of a sample lies is ``(file, offset, size)``, the file an entry of
     ``files`` (a tar shard, or the file itself with offset -1), -1 where the sample has no such file."""
 
+    blob: bytes = b""  # sidecars kept in memory (file -2: a byte range of this), e.g. a COCO file's per-image entries
+    objects = False  # whether the .json sidecars are COCO entries (dicts) rather than keypoint files (text)
+
     def __init__(self, keys: list[str], files: list[str], table: np.ndarray, where: str):
         if not keys:
             raise ValueError(f"--data {where!r} has no images; use a folder of PNG/JPEG/WebP images or webdataset "
@@ -60,6 +64,8 @@ class Source:
 
     def _read(self, i: int, part: int) -> bytes | None:
         f, offset, size = (int(v) for v in self.table[i, part])
+        if f == -2:
+            return self.blob[offset:offset + size]
         if f < 0:
             return None
         path = self.files[f]
@@ -84,11 +90,12 @@ class FolderSource(Source):
     """The image files under a folder in :func:`~stepwise.models.images.load_images`' order (sorted paths, label
     images apart), with the ``.txt`` / ``.json`` files beside them."""
 
-    def __init__(self, folder: str):
+    def __init__(self, folder: str, require: str | None = None):
         if not os.path.isdir(folder):
             raise ValueError(f"--data {folder!r} is not a folder of images or tar shards")
         images = sorted(os.path.join(root, f) for root, _, names in os.walk(folder) for f in names
-                        if f.lower().endswith(IMAGE_EXTENSIONS) and not is_label_image(f))
+                        if f.lower().endswith(IMAGE_EXTENSIONS) and not is_label_image(f)
+                        and (require is None or os.path.isfile(os.path.splitext(os.path.join(root, f))[0] + require)))
         keys, files = [], []
         table = np.full((len(images), len(PARTS), 3), -1, dtype=np.int64)
         for i, path in enumerate(images):
@@ -142,9 +149,39 @@ class TarSource(Source):
         super().__init__(keys, shards, table, path)
 
 
-def open_source(path: str) -> Source:
+class CocoSource(Source):
+    """A COCO person-keypoints file with its images beside it (or in ``images/``): indexed once (annotations grouped
+    by image, :func:`~stepwise.models.pose_data._pairs`), each image's entry kept as compact JSON bytes and the parsed
+    file dropped; images are read as the batches need them."""
+
+    objects = True
+
+    def __init__(self, path: str):
+        from ..models.pose_data import _pairs
+
+        keep = ("id", "image_id", "keypoints", "num_keypoints", "iscrowd", "bbox")
+        keys, files, rows, blob = [], [], [], bytearray()
+        for image_path, value in _pairs(path):
+            entry = {"images": value["images"], "annotations": [{k: a[k] for k in keep if k in a}
+                                                                for a in value["annotations"]]}
+            raw = json.dumps(entry, separators=(",", ":")).encode()
+            stem = os.path.splitext(image_path)[0]
+            caption = (len(files) + 1, -1, -1) if os.path.isfile(stem + ".txt") else (-1, -1, -1)
+            keys.append(os.path.relpath(image_path, os.path.dirname(os.path.abspath(path))))
+            files.append(image_path)
+            if caption[0] >= 0:
+                files.append(stem + ".txt")
+            rows.append([(len(files) - 1 - (caption[0] >= 0), -1, -1), caption, (-2, len(blob), len(raw))])
+            blob += raw
+        super().__init__(keys, files, np.asarray(rows, dtype=np.int64).reshape(len(rows), len(PARTS), 3), path)
+        self.blob = bytes(blob)
+
+
+def open_source(path: str, require: str | None = None) -> Source:
     """Tar shards when ``path`` is a ``.tar`` file or a folder holding ``.tar`` files, else an image folder."""
-    return TarSource(path) if shards_of(path) else FolderSource(path)
+    if os.path.isfile(path) and path.endswith(".json"):
+        return CocoSource(path)
+    return TarSource(path) if shards_of(path) else FolderSource(path, require)
 
 
 def is_stream_data(path: str) -> bool:
@@ -184,8 +221,8 @@ class Decoded(torch.utils.data.Dataset):
     """A source's samples decoded: ``(index, image 3×R×R in [-1, 1], caption)``. An unreadable image is replaced by
     the next readable one (logged), so a long run does not stop at one bad file."""
 
-    def __init__(self, source: Source, resolution: int):
-        self.source, self.resolution = source, resolution
+    def __init__(self, source: Source, resolution: int, max_people: int = 0):
+        self.source, self.resolution, self.max_people = source, resolution, max_people
 
     def __len__(self) -> int:
         return len(self.source)
@@ -197,17 +234,28 @@ class Decoded(torch.utils.data.Dataset):
             j = (i + k) % len(self.source)
             try:
                 with Image.open(io.BytesIO(self.source.image(j))) as im:
-                    image, _ = square(im, self.resolution)
+                    image, box = square(im, self.resolution)
                 break
             except Exception as e:  # unreadable or truncated image
                 log.warning("skipping unreadable image %s of %s (%s)", self.source.key(j), self.source.where, e)
         else:
             raise ValueError(f"--data {self.source.where!r}: no image could be read")
-        return i, image, self.source.text(j, ".txt") or ""
+        caption = self.source.text(j, ".txt") or ""
+        if not self.max_people:
+            return i, image, caption
+        from ..models.pose_data import people_in
+
+        value = self.source.text(j, ".json")
+        if value is None:
+            raise ValueError(f"--data {self.source.where!r}: {self.source.key(j)} has no keypoints (<key>.json)")
+        where = f"{self.source.key(j)}.json of {self.source.where}"
+        return i, image, caption, people_in(json.loads(value) if self.source.objects else value, where, box,
+                                            self.max_people)
 
 
 def _collate(rows):
-    return torch.tensor([r[0] for r in rows]), torch.stack([r[1] for r in rows]), [r[2] for r in rows]
+    out = (torch.tensor([r[0] for r in rows]), torch.stack([r[1] for r in rows]), [r[2] for r in rows])
+    return out + ((torch.stack([r[3] for r in rows]),) if len(rows[0]) > 3 else ())
 
 
 class _Steps:
@@ -229,9 +277,9 @@ class Stream:
     this process). :meth:`begin` starts it at a step (the loop calls it, at the resume step); :meth:`take` returns
     the next batch, which must be the one the loop asks for."""
 
-    def __init__(self, source: Source, resolution: int, order: EpochOrder, workers: int = 2):
+    def __init__(self, source: Source, resolution: int, order: EpochOrder, workers: int = 2, max_people: int = 0):
         self.source, self.order, self.workers = source, order, workers
-        self.dataset = Decoded(source, resolution)
+        self.dataset = Decoded(source, resolution, max_people)
         self._batches = None
 
     def __len__(self) -> int:
@@ -243,20 +291,20 @@ class Stream:
                                              persistent_workers=False, prefetch_factor=2 if self.workers else None)
         self._batches = iter(loader)
 
-    def take(self, idx: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
-        """The images (N×3×R×R) and captions of the indices ``idx`` (the next batch of the stream)."""
+    def take(self, idx: torch.Tensor) -> tuple:
+        """The images (N×3×R×R) and captions of the indices ``idx`` (the next batch of the stream), and their poses
+        (N×people×17×3) for pose streams."""
         if self._batches is None:
             raise RuntimeError("Stream.take before Stream.begin (the training loop starts the stream)")
-        got, images, captions = next(self._batches)
+        got, *batch = next(self._batches)
         if not torch.equal(got, idx.cpu()):
             raise RuntimeError(f"the stream is out of step with the loop: got samples {got.tolist()}, "
                                f"expected {idx.tolist()}")
-        return images, captions
+        return tuple(batch)
 
-    def first(self, n: int) -> tuple[torch.Tensor, list[str]]:
+    def first(self, n: int) -> tuple:
         """The first ``n`` samples (sample grids, shapes), read in this process."""
-        rows = [self.dataset[i] for i in range(min(n, len(self.dataset)))]
-        return torch.stack([r[1] for r in rows]), [r[2] for r in rows]
+        return _collate([self.dataset[i] for i in range(min(n, len(self.dataset)))])[1:]
 
 
 @dataclass
@@ -270,17 +318,46 @@ class TrainingData:
     captions: list[str] | None = None
     stream: Stream | None = None
     order: EpochOrder | None = None
+    poses: torch.Tensor | None = None  # pose data in memory: N×people×17×3
 
-    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
-        """The images and captions of the indices ``idx`` (this process's rows of a step's batch)."""
+    def batch(self, idx: torch.Tensor) -> tuple:
+        """The images and captions of the indices ``idx`` (this process's rows of a step's batch), and their poses
+        for pose data."""
         if self.stream is not None:
             return self.stream.take(idx)
-        return self.images[idx], [self.captions[i] for i in idx.tolist()]
+        out = (self.images[idx], [self.captions[i] for i in idx.tolist()])
+        return out + ((self.poses[idx],) if self.poses is not None else ())
 
-    def first(self, n: int) -> tuple[torch.Tensor, list[str]]:
+    def first(self, n: int) -> tuple:
         if self.stream is not None:
             return self.stream.first(n)
-        return self.images[:n], self.captions[:n]
+        return (self.images[:n], self.captions[:n]) + ((self.poses[:n],) if self.poses is not None else ())
+
+
+def _order_of(opts) -> tuple[bool, bool]:
+    """(streaming, epochs) for ``opts``, refusing a stream drawn with replacement."""
+    streaming = opts.stream or is_stream_data(opts.data)
+    if streaming and opts.order == "random":
+        raise ValueError("--order random draws images with replacement from the whole data set in memory; streamed "
+                         "data (--stream, tar shards) is read in epochs: use --order epochs (or auto)")
+    return streaming, streaming or opts.order == "epochs"
+
+
+def read_pose_data(opts) -> TrainingData:
+    """Pose data as ``opts`` asks (:func:`read_data`'s rules): images with keypoints from a folder (``<stem>.json``),
+    tar shards (``<key>.json`` members) or a COCO file, in memory or streamed."""
+    from ..models.pose_data import load_pose_samples
+
+    streaming, epochs = _order_of(opts)
+    if streaming:
+        source = open_source(opts.data, require=".json")
+        order = EpochOrder(len(source), opts.seed, opts.batch)
+        log.info("streaming %d samples from %s with %d DataLoader workers", len(source), opts.data, opts.workers)
+        return TrainingData(len(source), 0, stream=Stream(source, opts.resolution, order, opts.workers,
+                                                          opts.max_people), order=order)
+    images, poses, captions, skipped = load_pose_samples(opts.data, opts.resolution, opts.max_people)
+    return TrainingData(len(images), skipped, images, captions, poses=poses,
+                        order=EpochOrder(len(images), opts.seed, opts.batch) if epochs else None)
 
 
 def read_data(opts) -> TrainingData:
@@ -289,11 +366,7 @@ def read_data(opts) -> TrainingData:
     generator's draws for data in memory."""
     from ..models.images import load_images
 
-    streaming = opts.stream or is_stream_data(opts.data)
-    if streaming and opts.order == "random":
-        raise ValueError("--order random draws images with replacement from the whole data set in memory; streamed "
-                         "data (--stream, tar shards) is read in epochs: use --order epochs (or auto)")
-    epochs = streaming or opts.order == "epochs"
+    streaming, epochs = _order_of(opts)
     if streaming:
         source = open_source(opts.data)
         order = EpochOrder(len(source), opts.seed, opts.batch)
@@ -308,4 +381,4 @@ def in_memory_only(opts, command: str) -> None:
     """Refuse streaming options for a trainer that reads its data into memory (named, with what works)."""
     if opts.stream or is_stream_data(opts.data) or opts.order == "epochs":
         raise ValueError(f"train.py {command} reads --data into memory and draws images with replacement: --stream, "
-                         "--order epochs and tar shards are for train.py refiner and world; give a folder of images")
+                         "--order epochs and tar shards are for train.py refiner, world and pose; give a folder of images")

@@ -12,6 +12,7 @@ Sample grids put the requested skeletons above the samples generated for them.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,9 +23,9 @@ import torch
 from ..models import diffusion
 from ..models.init import seeded_init_
 from ..models.pose import POSE_KEY, TOKENS
-from ..models.pose_data import augment, load_pose_samples
+from ..models.pose_data import apply_augment, draw_augment
 from .base import TextConditioning, load_base, load_vae, stack_conds
-from .data import in_memory_only
+from .data import read_pose_data
 from .loop import device_of, diffusion_loss, host_modules, sample_path, save_png, train
 from .setup import CheckpointInfo, PoseOptions, Setup
 
@@ -38,7 +39,7 @@ class PoseNetwork:
     encode: Callable[[torch.Tensor], torch.Tensor]  # images in [-1, 1] -> the model's inner space
     decode: Callable[[torch.Tensor], torch.Tensor]  # inner space -> images in [-1, 1], for sample grids
     info: CheckpointInfo
-    captions: list[TextConditioning] | None = None  # per training image (fine-tuning only)
+    text: Callable[[str], TextConditioning] | None = None  # a caption's conditioning (fine-tuning only)
     empty: TextConditioning | None = None  # the empty caption (fine-tuning only)
 
 
@@ -73,7 +74,7 @@ def from_scratch(opts: PoseOptions, device) -> PoseNetwork:
     return PoseNetwork(model, encode, decode, info)
 
 
-def fine_tune(opts: PoseOptions, captions: list[str], device) -> PoseNetwork:
+def fine_tune(opts: PoseOptions, device, streamed: bool = False) -> PoseNetwork:
     """A pose model around a host checkpoint's UNet (SD1.x/2.x or SDXL), its text encoder reading the captions."""
     base = load_base(opts.base)
     host = base.model
@@ -91,14 +92,17 @@ def fine_tune(opts: PoseOptions, captions: list[str], device) -> PoseNetwork:
     for p in model.diffusion_model.parameters():
         p.requires_grad_(True)
     h = w = opts.resolution
-    with torch.no_grad():
-        per_image = [base.text(c, w, h, device) for c in captions]
-        empty = base.text("", w, h, device)
+
+    @functools.lru_cache(maxsize=4096 if streamed else None)  # each caption encoded once (streams: recent ones)
+    def text(caption: str) -> TextConditioning:
+        with torch.no_grad():
+            return base.text(caption, w, h, device)
+
     info = CheckpointInfo(
         kind="pose", parameterisation=base.parameterisation, conditioning="text+keypoints", base=base.reference(),
         network={"class": "comfy_unet", "unet_config": unet, "model_class": parent, "pose": pose},
         latent_space=base.latent_space())
-    return PoseNetwork(model, base.codec.encode, base.codec.decode, info, per_image, empty)
+    return PoseNetwork(model, base.codec.encode, base.codec.decode, info, text, text(""))
 
 
 def generate(patcher, poses: torch.Tensor, seed: int, steps: int = 20, cfg: float = 3.0, shape=None,
@@ -147,7 +151,6 @@ def train_pose(opts: PoseOptions) -> dict:
     import comfy.model_patcher
 
     opts.check()
-    in_memory_only(opts, "pose")
     if opts.tokens not in TOKENS:
         raise ValueError(f"--tokens {opts.tokens!r} is not one of {', '.join(TOKENS)}")
     if opts.lora_rank and not opts.base:
@@ -159,45 +162,45 @@ def train_pose(opts: PoseOptions) -> dict:
         raise ValueError(f"--max-people {opts.max_people} and --context-dim {opts.context_dim} must be >= 1")
     device = device_of(opts.device)
     torch.manual_seed(opts.seed)
-    images, poses, captions, skipped = load_pose_samples(opts.data, opts.resolution, opts.max_people)
-    net = fine_tune(opts, captions, device) if opts.base else from_scratch(opts, device)
+    data = read_pose_data(opts)
+    net = fine_tune(opts, device, data.stream is not None) if opts.base else from_scratch(opts, device)
     model = net.model
     wrapped = None
     if opts.lora_rank:  # LoRA layers in the UNet, the keypoint encoder trained fully; written merged (full checkpoint)
         from ..models import lora
 
         wrapped = lora.inject(model.diffusion_model, opts.lora_rank, opts.lora_alpha, opts.seed)
+    first_images, first_captions, first_poses = data.first(4)
     with torch.no_grad():
-        shape = tuple(net.encode(images[:1].to(device)).shape[1:])
+        shape = tuple(net.encode(first_images[:1].to(device)).shape[1:])
 
     def batch(idx: torch.Tensor, generator: torch.Generator, part: slice):
         # every draw is made for the whole batch (augmentations in order), then this process keeps its rows
-        pairs = [augment(images[i], poses[i], generator, opts.flip, opts.min_scale) for i in idx.tolist()][part]
+        drawn = [draw_augment(generator, opts.resolution, opts.resolution, opts.flip, opts.min_scale) for _ in idx]
+        images, captions, poses = data.batch(idx[part])
+        pairs = [apply_augment(im, po, d) for im, po, d in zip(images, poses, drawn[part])]
         x = torch.stack([p[0] for p in pairs]).to(device)
         posed = torch.stack([p[1] for p in pairs])
         posed[(torch.rand(len(idx), generator=generator) < opts.cond_dropout)[part]] = 0  # the null pose
         with torch.no_grad():
             x0 = net.encode(x)
         tokens = model.pose_context(posed.to(device))
-        if net.captions is None:
+        if net.text is None:
             return x0, {"c_crossattn": tokens}
         drop = (torch.rand(len(idx), generator=generator) < opts.cond_dropout)[part].tolist()
-        conds = stack_conds([(net.empty if d else net.captions[i]).inputs for i, d in zip(idx[part].tolist(), drop)],
-                            device)
+        conds = stack_conds([(net.empty if d else net.text(c)).inputs for c, d in zip(captions, drop)], device)
         conds["c_crossattn"] = torch.cat([conds["c_crossattn"], tokens.to(conds["c_crossattn"].dtype)], dim=1)
         return x0, conds
 
-    shown = min(4, len(images))
-
     def samples(step: int):
         patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=device)
-        text = [(c.cond, c.pooled) for c in net.captions[:shown]] if net.captions is not None else None
-        pose_grid(patcher, poses[:shown], opts.seed, net.decode, sample_path(opts.out, step), shape,
+        text = [(t.cond, t.pooled) for t in map(net.text, first_captions)] if net.text is not None else None
+        pose_grid(patcher, first_poses, opts.seed, net.decode, sample_path(opts.out, step), shape,
                   opts.sample_steps, opts.sample_cfg, text)
 
     info = net.info
     info.training = {"cond_dropout": opts.cond_dropout, "flip": opts.flip, "min_scale": opts.min_scale,
                      "max_people": opts.max_people}
-    setup = Setup(modules=host_modules(model), loss=diffusion_loss(model, batch, shape, device), images=len(images),
-                  skipped=skipped, info=info, samples=samples, lora=wrapped, lora_merged=True)
+    setup = Setup(modules=host_modules(model), loss=diffusion_loss(model, batch, shape, device), images=data.count,
+                  skipped=data.skipped, info=info, samples=samples, lora=wrapped, lora_merged=True, data=data)
     return train(opts, setup)

@@ -105,13 +105,13 @@ def test_a_stream_resumes_mid_epoch_bit_exactly(shards, tmp_path):
     assert torch.equal(load_file(straight + ".train-state")["losses"], load_file(resumed + ".train-state")["losses"])
 
 
-def test_streams_refuse_draws_with_replacement_and_other_trainers_refuse_streams(shards, folder, tmp_path):
+def test_streams_refuse_draws_with_replacement_and_the_estimator_refuses_streams(shards, folder, tmp_path):
     with pytest.raises(ValueError, match="--order random .* use --order epochs"):
         read_data(_opts(shards, str(tmp_path / "x.safetensors"), order="random"))
-    from stepwise.trainers import PoseOptions, train_pose
+    from stepwise.trainers import EstimatorOptions, train_estimator
 
     with pytest.raises(ValueError, match="--stream"):
-        train_pose(PoseOptions(data=folder, out=str(tmp_path / "p.safetensors"), stream=True, steps=1))
+        train_estimator(EstimatorOptions(data=folder, out=str(tmp_path / "e.safetensors"), base=folder, stream=True))
 
 
 def test_the_world_trainer_streams_its_captioned_scenes(tmp_path):
@@ -128,3 +128,47 @@ def test_the_world_trainer_streams_its_captioned_scenes(tmp_path):
                                  sample_steps=2, **extra))
         runs[name] = checkpoint.load(out)[0]
     assert all(torch.equal(runs["memory"][k], runs["streamed"][k]) for k in runs["memory"])
+
+
+@pytest.fixture(scope="module")
+def figures(tmp_path_factory):
+    """Stick figures with <stem>.json keypoints, the same as tar shards, and a COCO file of them."""
+    import json
+
+    folder = tmp_path_factory.mktemp("figures")
+    make_data("figures", 12, 32, str(folder), seed=3)
+    shards = tmp_path_factory.mktemp("figure_shards")
+    with tarfile.open(shards / "shard-00000.tar", "w") as tar:
+        for name in sorted(os.listdir(folder)):
+            tar.add(folder / name, arcname=name)
+    stems = sorted(n[:-4] for n in os.listdir(folder) if n.endswith(".png"))
+    coco = {"images": [], "annotations": []}
+    for i, stem in enumerate(stems):
+        kp = json.loads((folder / f"{stem}.json").read_text())
+        coco["images"].append({"id": i, "file_name": f"{stem}.png", "width": 32, "height": 32})
+        coco["annotations"].append({"id": 100 + i, "image_id": i, "keypoints": kp["keypoints"],
+                                    "num_keypoints": 17, "iscrowd": 0})
+    (folder / "coco.json").write_text(json.dumps(coco))
+    return {"folder": str(folder), "shards": str(shards), "coco": str(folder / "coco.json")}
+
+
+def _pose(data, out, **kw):
+    from stepwise.trainers import PoseOptions
+
+    base = dict(data=data, out=out, arch="compact", space="pixel", steps=4, batch=4, lr=1e-3, ema=0.9,
+                resolution=32, seed=5, context_dim=32, bands=4, workers=2)
+    base.update(kw)
+    return PoseOptions(**base)
+
+
+@pytest.mark.parametrize("source", ["folder", "shards", "coco"])
+def test_pose_training_streams_keypoints_from_folders_shards_and_coco_files(figures, tmp_path, source):
+    from stepwise.trainers import train_pose
+
+    memory_data = figures["coco" if source == "coco" else "folder"]
+    memory, streamed = str(tmp_path / "memory.safetensors"), str(tmp_path / "streamed.safetensors")
+    train_pose(_pose(memory_data, memory, order="epochs"))
+    meta = train_pose(_pose(figures[source], streamed, stream=True))
+    assert meta["training"]["streamed"] and meta["training"]["images"] == 12
+    a, b = checkpoint.load(memory, "pose")[0], checkpoint.load(streamed, "pose")[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
