@@ -193,9 +193,12 @@ class EpochOrder:
     """The global batch of every step: consecutive slices of per-epoch permutations of ``n`` samples, each drawn
     from ``(seed, epoch)``. Epochs follow each other without gaps, so a batch may span two epochs."""
 
-    def __init__(self, n: int, seed: int, batch: int):
+    def __init__(self, n: int, seed: int, batch: int, subset: torch.Tensor | None = None):
         self.n, self.seed, self.batch = n, seed, batch
+        self.subset = subset  # the data's indices of the n samples trained on (e.g. all but held-out ones)
         self._cache: dict[int, torch.Tensor] = {}
+        if subset is not None and len(subset) != n:
+            raise ValueError(f"EpochOrder: a subset of {len(subset)} indices for {n} samples")
 
     def permutation(self, epoch: int) -> torch.Tensor:
         if epoch not in self._cache:  # keep the last two epochs (a batch may span both)
@@ -211,7 +214,7 @@ class EpochOrder:
         for e in epochs.unique().tolist():
             here = epochs == e
             out[here] = self.permutation(e)[positions[here] % self.n]
-        return out
+        return out if self.subset is None else self.subset[out]
 
     def epoch(self, step: int) -> float:
         return step * self.batch / self.n
@@ -304,7 +307,11 @@ class Stream:
 
     def first(self, n: int) -> tuple:
         """The first ``n`` samples (sample grids, shapes), read in this process."""
-        return _collate([self.dataset[i] for i in range(min(n, len(self.dataset)))])[1:]
+        return self.read(range(min(n, len(self.dataset))))
+
+    def read(self, indices) -> tuple:
+        """The samples of ``indices``, read in this process (e.g. held-out images for an evaluation)."""
+        return _collate([self.dataset[int(i)] for i in indices])[1:]
 
 
 @dataclass
@@ -376,9 +383,3 @@ def read_data(opts) -> TrainingData:
     return TrainingData(len(images), skipped, images, captions,
                         order=EpochOrder(len(images), opts.seed, opts.batch) if epochs else None)
 
-
-def in_memory_only(opts, command: str) -> None:
-    """Refuse streaming options for a trainer that reads its data into memory (named, with what works)."""
-    if opts.stream or is_stream_data(opts.data) or opts.order == "epochs":
-        raise ValueError(f"train.py {command} reads --data into memory and draws images with replacement: --stream, "
-                         "--order epochs and tar shards are for train.py refiner, world and pose; give a folder of images")

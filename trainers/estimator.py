@@ -22,10 +22,9 @@ import torch
 
 from ..models import checkpoint
 from ..models.estimator import ArtifactEstimatorNet
-from ..models.images import load_images
 from ..models.init import seeded_init_
 from .base import DiffusionBase
-from .data import in_memory_only
+from .data import EpochOrder, read_data
 from .loop import device_of, train
 from .setup import CheckpointInfo, EstimatorOptions, Setup
 
@@ -34,12 +33,15 @@ log = logging.getLogger("stepwise.train")
 WIDTHS = {"tiny": 16, "compact": 24, "small": 32}
 
 
-def corrupted_pairs(images: np.ndarray, rng: np.random.Generator, region=(0.2, 0.45)):
-    """For uint8 images (N×H×W×3): their corrupted copies (every artifact kind) and exact masks (N×H×W)."""
+def corrupted_pairs(images: np.ndarray, rng, region=(0.2, 0.45)):
+    """For uint8 images (N×H×W×3): their corrupted copies (every artifact kind) and exact masks (N×H×W). ``rng``: one
+    generator drawn from image after image, or one generator per image (then an image's artifact depends on its own
+    generator alone, so a multi-process run can corrupt only its own rows)."""
     from ..models.world import corrupt
 
+    rngs = rng if isinstance(rng, (list, tuple)) else [rng] * len(images)
     bad, masks = [], []
-    for image in images:
+    for image, rng in zip(images, rngs):
         for _ in range(20):  # an artifact on a flat region may change nothing: draw until it shows
             out, mask, _ = corrupt(image, rng, None, region=float(rng.uniform(*region)))
             if mask.mean() >= 0.01:
@@ -67,7 +69,6 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 def train_estimator(opts: EstimatorOptions) -> dict:
     """Train an estimator on ``opts.data`` with ``opts.base``'s x0 estimates; returns the written metadata."""
     opts.check()
-    in_memory_only(opts, "estimator")
     if not opts.base:
         raise ValueError("--base is required: the diffusion model whose x0 estimates the estimator reads")
     if opts.arch not in WIDTHS:
@@ -78,32 +79,44 @@ def train_estimator(opts: EstimatorOptions) -> dict:
         raise ValueError(f"--clean-share {opts.clean_share} must be in [0, 1)")
     device = device_of(opts.device)
     torch.manual_seed(opts.seed)
-    images, _, skipped = load_images(opts.data, opts.resolution)
-    if len(images) < 2:
-        raise ValueError(f"--data {opts.data!r} has {len(images)} readable image; the estimator needs at least 2 "
+    data = read_data(opts)
+    if data.count < 2:
+        raise ValueError(f"--data {opts.data!r} has {data.count} readable image; the estimator needs at least 2 "
                          "(every tenth is held out)")
-    held = torch.arange(len(images)) % 10 == 9 if len(images) >= 10 else torch.zeros(len(images), dtype=torch.bool)
-    train_images, test_images = images[~held], images[held]
+    held = torch.arange(data.count) % 10 == 9 if data.count >= 10 else torch.zeros(data.count, dtype=torch.bool)
+    train_ids = torch.nonzero(~held).flatten()
+    if data.stream is not None:  # the epochs run over the training images; the held-out ones (at most 256) are read
+        data.order = data.stream.order = EpochOrder(len(train_ids), opts.seed, opts.batch, subset=train_ids)
+        uint8 = None
+        test_images = data.stream.read(torch.nonzero(held).flatten()[:256].tolist())[0]
+        first = data.first(1)[0]
+    else:
+        if data.order is not None:
+            data.order = EpochOrder(len(train_ids), opts.seed, opts.batch)
+        train_images, test_images = data.images[~held], data.images[held]
+        uint8 = to_uint8(train_images)
+        first = train_images[:1]
     base = DiffusionBase(opts.base, opts.vae, device)
     lo, hi = base.timestep_range
     if not lo <= opts.t_range[0] < opts.t_range[1] <= hi:
         raise ValueError(f"--t-range {opts.t_range[0]} {opts.t_range[1]} lies outside the timesteps --base was trained "
                          f"on [{lo}, {hi}); its x0 estimates there mean nothing")
-    x_shape = base.encode(train_images[:1]).shape[1:]
+    x_shape = base.encode(first).shape[1:]
     net = ArtifactEstimatorNet(x_shape[0], width=WIDTHS[opts.arch]).to(device)
     seeded_init_(net, opts.seed)
     with torch.no_grad():
         net.head.weight.zero_()  # start from "no artifact anywhere" (logit −2) rather than from noise
         net.head.bias.fill_(-2.0)
     table = base.model.model_sampling.sigmas.detach().to(device)
-    uint8 = to_uint8(train_images)
 
     def step_loss(idx: torch.Tensor, t: torch.Tensor, generator: torch.Generator, part: slice) -> torch.Tensor:
-        # the corruptions, clean shares and noise are drawn for the whole batch; this process keeps its pairs
-        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (), generator=generator)))
-        clean = uint8[idx.numpy()]
-        bad, masks = corrupted_pairs(clean, rng, opts.region)
-        clean, bad, masks = clean[part], bad[part], masks[part]
+        # the clean shares and noise are drawn for the whole batch, the corruptions from one generator per image
+        # seeded by one draw; this process corrupts and keeps its own pairs
+        root = int(torch.randint(0, 2**31 - 1, (), generator=generator))
+        rngs = [np.random.default_rng([root, k]) for k in range(len(idx))][part]
+        mine = idx[part]
+        clean = uint8[mine.numpy()] if uint8 is not None else to_uint8(data.batch(mine)[0])
+        bad, masks = corrupted_pairs(clean, rngs, opts.region)
         n = len(clean)
         x = base.encode(to_tensor(np.concatenate([clean, bad])))
         sigma = table[t[part].to(device)]
@@ -135,8 +148,8 @@ def train_estimator(opts: EstimatorOptions) -> dict:
         base={"name": base.name, "sha256": base.sha256},
         training={"clean_share": opts.clean_share, "region": list(opts.region), "rank_weight": opts.rank_weight,
                   "held_out_images": int(held.sum())})
-    setup = Setup(modules=[("", net)], loss=step_loss, images=len(train_images), skipped=skipped, info=info,
-                  finish=finish)
+    setup = Setup(modules=[("", net)], loss=step_loss, images=len(train_ids), skipped=data.skipped, info=info,
+                  finish=finish, data=data)
     return train(opts, setup)
 
 

@@ -105,13 +105,27 @@ def test_a_stream_resumes_mid_epoch_bit_exactly(shards, tmp_path):
     assert torch.equal(load_file(straight + ".train-state")["losses"], load_file(resumed + ".train-state")["losses"])
 
 
-def test_streams_refuse_draws_with_replacement_and_the_estimator_refuses_streams(shards, folder, tmp_path):
+def test_streams_refuse_draws_with_replacement(shards, tmp_path):
     with pytest.raises(ValueError, match="--order random .* use --order epochs"):
         read_data(_opts(shards, str(tmp_path / "x.safetensors"), order="random"))
-    from stepwise.trainers import EstimatorOptions, train_estimator
 
-    with pytest.raises(ValueError, match="--stream"):
-        train_estimator(EstimatorOptions(data=folder, out=str(tmp_path / "e.safetensors"), base=folder, stream=True))
+
+def test_the_estimator_streams_its_training_images_and_reads_the_held_out_ones(folder, shards, tmp_path, zoo):
+    from stepwise.trainers import EstimatorOptions, train_estimator
+    from stepwise_dev import refiners
+
+    runs = {}
+    for name, data, extra in (("memory", folder, {"order": "epochs"}), ("streamed", shards, {})):
+        out = str(tmp_path / f"{name}.safetensors")
+        meta = train_estimator(EstimatorOptions(data=data, out=out, base=refiners.demo_refiner(zoo), arch="tiny",
+                                                t_range=(0, 250), steps=3, batch=4, lr=2e-3, ema=0.0, resolution=32,
+                                                seed=4, clean_share=0.5, probes=(1.0,), eval_steps=2, workers=2,
+                                                **extra))
+        runs[name] = checkpoint.load(out)[0], meta
+    (a, ma), (b, mb) = runs["memory"], runs["streamed"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert ma["training"]["images"] == mb["training"]["images"] == 18  # every tenth image held out
+    assert ma["evaluation"] == mb["evaluation"]
 
 
 def test_the_world_trainer_streams_its_captioned_scenes(tmp_path):
