@@ -116,6 +116,7 @@ def _shared(p: argparse.ArgumentParser, arch: str, t_range: tuple[int, int], par
                    help="images drawn with replacement (random) or in per-epoch permutations of the seed (epochs); "
                         "auto: epochs when streaming")
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes decoding a stream")
+    p.add_argument("--cache", help="a folder keeping a stream's VAE latents across epochs and runs (refiner, world)")
     p.add_argument("--max-minutes", type=float, default=0.0,
                    help="stop after this many minutes with the checkpoint written; --resume continues (0: no limit)")
 
@@ -228,7 +229,7 @@ def main(argv=None) -> int:
                       sample_every=args.sample_every, save_every=args.save_every, device=args.device,
                       base=args.base, cond_dropout=getattr(args, "cond_dropout", 0.1), max_minutes=args.max_minutes,
                       grad_checkpointing=args.grad_checkpointing, ema_device=args.ema_device, stream=args.stream,
-                      order=args.order, workers=args.workers)
+                      order=args.order, workers=args.workers, cache=args.cache)
         if args.command == "estimator":
             from stepwise.trainers import EstimatorOptions, train_estimator
 

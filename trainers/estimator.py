@@ -69,6 +69,9 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 def train_estimator(opts: EstimatorOptions) -> dict:
     """Train an estimator on ``opts.data`` with ``opts.base``'s x0 estimates; returns the written metadata."""
     opts.check()
+    if opts.cache:
+        raise ValueError(f"--cache {opts.cache}: train.py estimator encodes each image differently every time (random artifacts), so "
+                         "there are no latents to keep; drop --cache")
     if not opts.base:
         raise ValueError("--base is required: the diffusion model whose x0 estimates the estimator reads")
     if opts.arch not in WIDTHS:

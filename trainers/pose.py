@@ -151,6 +151,9 @@ def train_pose(opts: PoseOptions) -> dict:
     import comfy.model_patcher
 
     opts.check()
+    if opts.cache:
+        raise ValueError(f"--cache {opts.cache}: train.py pose encodes each image differently every time (random crops), so "
+                         "there are no latents to keep; drop --cache")
     if opts.tokens not in TOKENS:
         raise ValueError(f"--tokens {opts.tokens!r} is not one of {', '.join(TOKENS)}")
     if opts.lora_rank and not opts.base:

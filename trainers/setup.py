@@ -55,6 +55,7 @@ class TrainOptions:
     stream: bool = False  # decode the images of each batch on the fly (tar shards always stream)
     order: str = "auto"  # auto | random | epochs: image draws with replacement, or epochs (auto: epochs when streaming)
     workers: int = 2  # DataLoader worker processes of a stream (0: decode in the training process)
+    cache: str | None = None  # a folder for the VAE latents of a stream, reused across epochs and runs (refiner, world)
 
     def check(self) -> None:
         """Refuse options no trainer can use, naming the bad value and what would work."""

@@ -29,6 +29,7 @@ import torch
 from ..models import world_model
 from ..models.init import seeded_init_
 from .base import LatentCodec, load_base
+from .cache import open_cache
 from .data import read_data
 from .loop import device_of, diffusion_loss, sample_path, save_png, train
 from .setup import CheckpointInfo, Setup, WorldOptions
@@ -203,6 +204,7 @@ def train_world(opts: WorldOptions) -> dict:
                                 for i in range(0, len(data.images), 64)]).to(device)
     with torch.no_grad():
         shape = tuple(net.codec.encode(data.first(1)[0]).shape[1:])
+    cache = open_cache(opts, data, net.codec.encode, device, "world")
     text_model = net.clip.cond_stage_model
     encoder = text_model.clip_l if net.text_trained else None
     memo = functools.lru_cache(maxsize=None if data.stream is None else 4096)  # per caption (streams: recent ones)
@@ -222,8 +224,11 @@ def train_world(opts: WorldOptions) -> dict:
             x0, captions = x0_all[mine.to(x0_all.device)], [data.captions[i] for i in mine.tolist()]
         else:
             images, captions = data.batch(mine)
-            with torch.no_grad():
-                x0 = net.codec.encode(images).to(device)
+            if cache is not None:
+                x0 = cache.get(mine, images, net.codec.encode, device)
+            else:
+                with torch.no_grad():
+                    x0 = net.codec.encode(images).to(device)
         captions = ["" if d else c for c, d in zip(captions, drop)]
         if encoder is not None:
             tokens = torch.tensor([ids(c) for c in captions], device=device)

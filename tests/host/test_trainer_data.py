@@ -5,6 +5,7 @@ and resumable mid-epoch."""
 import os
 import tarfile
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -186,3 +187,28 @@ def test_pose_training_streams_keypoints_from_folders_shards_and_coco_files(figu
     assert meta["training"]["streamed"] and meta["training"]["images"] == 12
     a, b = checkpoint.load(memory, "pose")[0], checkpoint.load(streamed, "pose")[0]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_latent_cache_is_filled_once_and_reused_by_the_next_run(shards, tmp_path, zoo):
+    from stepwise_dev import paths
+
+    cache = str(tmp_path / "cache")
+    latent = dict(space="latent", vae=os.path.join(zoo, paths.TINY_SD15), resolution=64, cache=cache)
+    first, second, plain = (str(tmp_path / f"{n}.safetensors") for n in ("first", "second", "plain"))
+    train_refiner(_opts(shards, first, **latent))  # 42 draws of 20 images: every latent encoded, then read
+    (array,) = [f for f in os.listdir(cache) if f.endswith(".npy") and not f.endswith(".done.npy")]
+    assert np.load(os.path.join(cache, array) + ".done.npy").all()
+    train_refiner(_opts(shards, second, **latent))  # every latent read from the cache
+    train_refiner(_opts(shards, plain, **{**latent, "cache": None}))  # every latent encoded each time
+    a, b, c = (checkpoint.load(p)[0] for p in (first, second, plain))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.allclose(a[k], c[k], rtol=0, atol=1e-5) for k in a)
+
+
+def test_a_cache_needs_a_stream_and_a_deterministic_encoding(folder, tmp_path):
+    with pytest.raises(ValueError, match="--cache .* for streamed data"):
+        train_refiner(_opts(folder, str(tmp_path / "x.safetensors"), cache=str(tmp_path / "c")))
+    from stepwise.trainers import PoseOptions, train_pose
+
+    with pytest.raises(ValueError, match="random crops"):
+        train_pose(PoseOptions(data=folder, out=str(tmp_path / "p.safetensors"), cache=str(tmp_path / "c")))
