@@ -8,7 +8,7 @@ VENV := $(or $(STEPWISE_VENV),$(CURDIR)/.venv)
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help host lock check lint zoo zoo-tiny test test-fast test-gpu demo serve workflows screenshots bench eval clean world-models
+.PHONY: help host lock check lint zoo zoo-tiny test test-fast test-gpu demo serve workflows screenshots bench bench-full eval clean world-models
 
 help:
 	@echo "make host       put the pinned ComfyUI in place, install its venv from host.lock, link the pack"
@@ -23,6 +23,8 @@ help:
 	@echo "make serve      ComfyUI with the pack and the demo models on http://127.0.0.1:8188"
 	@echo "make zoo        build the model zoo (tiny + full-size SD1.5 architecture) into ~/.cache/stepwise/zoo"
 	@echo "make bench      benchmarks (bench/results/*.json); not part of make test"
+	@echo "make bench-full Prompt-to-Prompt, Visual Anagram, Hybrid Noise on the full-size SD1.5 architecture at 64x64"
+	@echo "                latents (bench/results/*_full.json; ~20 quiet CPU minutes)"
 	@echo "make eval       quality experiments (eval/results/*.json); not part of make test"
 	@echo "make world-models  the next part (<= 110 min) of the world text-to-image models' recipe; run again until it"
 	@echo "                says complete (WORLD_ARGS='--device cuda' on a GPU, '--ship' to write dev/world_models/)"
@@ -79,6 +81,10 @@ clean:
 bench: zoo-tiny
 	$(PY) bench/multiview.py
 	$(PY) bench/p2p.py
+
+bench-full: zoo
+	$(PY) bench/multiview.py --models full --latent 64 --steps 2 --repeats 3
+	$(PY) bench/p2p.py --models full --latent 64 --steps 1 --long 3 --repeats 3
 
 eval: zoo-tiny
 	$(PY) eval/refiner_quality.py

@@ -35,8 +35,13 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--latent", type=int, default=32, help="latent side (32 = 256 px images)")
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "multiview.json"))
+    parser.add_argument("--models", choices=["tiny", "full"], default="tiny",
+                        help="tiny: the tiny zoo's SD1.5 and SDXL shapes; full: the full-size SD1.5 architecture "
+                             "(make bench-full)")
+    parser.add_argument("--out")
     args = parser.parse_args(argv)
+    args.out = args.out or os.path.join(HERE, "results",
+                                        "multiview.json" if args.models == "tiny" else "multiview_full.json")
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     log.setLevel(logging.INFO)  # the host's INFO lines (one per model load) stay quiet
 
@@ -56,8 +61,9 @@ def main(argv=None) -> int:
 
     register()
     zoo = paths.zoo_dir()
-    if not all(os.path.isfile(os.path.join(zoo, f)) for f in (paths.TINY_SD15, paths.TINY_SDXL)):
-        raise SystemExit(f"the tiny zoo is missing in {zoo}: run `make zoo-tiny`")
+    ckpts = (paths.TINY_SD15, paths.TINY_SDXL) if args.models == "tiny" else (paths.FULL_SD15,)
+    if not all(os.path.isfile(os.path.join(zoo, f)) for f in ckpts):
+        raise SystemExit(f"{', '.join(ckpts)} missing in {zoo}: run `make zoo-tiny` (tiny) or `make zoo` (full)")
     side = args.latent
 
     def run(model, pos, neg, batch):
@@ -71,7 +77,7 @@ def main(argv=None) -> int:
         return time.perf_counter() - start
 
     results = []
-    for ckpt in (paths.TINY_SD15, paths.TINY_SDXL):
+    for ckpt in ckpts:
         model, clip, _, _ = comfy.sd.load_checkpoint_guess_config(os.path.join(zoo, ckpt))
         texts = ["a cat", "a dog", "a ship", "a house"]
         c = [encode(clip, t) for t in texts]

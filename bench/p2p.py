@@ -11,8 +11,10 @@ the two-row latent, the same negative), so the only difference is the edit. Repo
 - memory flatness: our peak at ``--long`` steps over our peak at ``--steps`` steps (target <= 1.1; the per-run
   state is one map accumulator, whatever the number of steps).
 
-The zoo's tiny models on the device the host picks (the CPU where the tests run, or CUDA). Writes
-``bench/results/p2p.json``.
+The zoo's tiny models (``--models tiny``) or the full-size SD1.5-architecture model with random weights
+(``--models full``, ``make bench-full``: 64×64 latents, few steps; targets 1.10 wall and 1.05 memory there) on the
+device the host picks (the CPU where the tests run, or CUDA). Writes ``bench/results/p2p.json`` (full:
+``p2p_full.json``).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ sys.path.insert(0, HERE)
 import report  # noqa: E402
 
 log = logging.getLogger("bench")
-TARGET_WALL, TARGET_MEMORY, TARGET_FLAT = 1.3, 1.1, 1.1
+TARGETS = {"tiny": (1.3, 1.1, 1.1), "full": (1.10, 1.05, 1.1)}  # wall, memory, flatness
 
 CASES = {
     "replace": dict(mode="replace", target="a photo of a dog riding a bicycle"),
@@ -49,8 +51,12 @@ def main(argv=None) -> int:
     parser.add_argument("--long", type=int, default=40, help="steps of the memory-flatness run")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--latent", type=int, default=32, help="latent side (32 = 256 px images)")
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "p2p.json"))
+    parser.add_argument("--models", choices=["tiny", "full"], default="tiny",
+                        help="tiny: the tiny zoo's SD1.5 and SDXL shapes; full: the full-size SD1.5 architecture")
+    parser.add_argument("--out")
     args = parser.parse_args(argv)
+    args.out = args.out or os.path.join(HERE, "results", "p2p.json" if args.models == "tiny" else "p2p_full.json")
+    TARGET_WALL, TARGET_MEMORY, TARGET_FLAT = TARGETS[args.models]
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     log.setLevel(logging.INFO)
 
@@ -68,8 +74,9 @@ def main(argv=None) -> int:
 
     register()
     zoo = paths.zoo_dir()
-    if not all(os.path.isfile(os.path.join(zoo, f)) for f in (paths.TINY_SD15, paths.TINY_SDXL)):
-        raise SystemExit(f"the tiny zoo is missing in {zoo}: run `make zoo-tiny`")
+    ckpts = (paths.TINY_SD15, paths.TINY_SDXL) if args.models == "tiny" else (paths.FULL_SD15,)
+    if not all(os.path.isfile(os.path.join(zoo, f)) for f in ckpts):
+        raise SystemExit(f"{', '.join(ckpts)} missing in {zoo}: run `make zoo-tiny` (tiny) or `make zoo` (full)")
     cuda = torch.cuda.is_available()  # the host samples on CUDA when it has it
     can_measure_memory = cuda or report.reset_peak()
     if not can_measure_memory:
@@ -90,7 +97,7 @@ def main(argv=None) -> int:
         return statistics.median(values) if values else None
 
     results = []
-    for ckpt in (paths.TINY_SD15, paths.TINY_SDXL):
+    for ckpt in ckpts:
         model, clip, _, _ = comfy.sd.load_checkpoint_guess_config(os.path.join(zoo, ckpt))
         neg = encode(clip, "blurry")
         empty = {"samples": torch.zeros(1, 4, args.latent, args.latent)}
