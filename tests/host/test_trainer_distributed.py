@@ -55,6 +55,9 @@ def _args(kind: str, data: dict) -> list[str]:
                       "0.5", "--eval-steps", "2"],
         "world": ["world", "--data", data["scenes"], "--steps", "3", "--batch", "4", "--lr", "1e-3", "--seed", "2",
                   "--sample-steps", "2"],
+        # a stream read in epochs by DataLoader workers: each process reads only its rows
+        "refiner_streamed": ["refiner", "--data", data["shapes"], "--arch", "tiny", "--steps", "8", "--batch", "8",
+                             "--lr", "1e-3", "--seed", "5", "--stream", "--workers", "1"],
     }[kind] + common
 
 
@@ -84,7 +87,7 @@ def _distance(a: dict, b: dict) -> float:
     return float(torch.cat([(a[k].double() - b[k].double()).flatten() for k in a]).norm())
 
 
-@pytest.mark.parametrize("kind", ["refiner", "pose", "estimator", "world"])
+@pytest.mark.parametrize("kind", ["refiner", "pose", "estimator", "world", "refiner_streamed"])
 def test_two_processes_train_the_weights_of_one_process_with_the_same_global_batch(data, tmp_path, kind):
     args = _args(kind, data)
     start, one, two = (str(tmp_path / f"{n}.safetensors") for n in ("start", "one", "two"))
