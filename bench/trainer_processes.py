@@ -45,9 +45,9 @@ def timed_run(processes: int, data: str, out: str, steps: int, args) -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--arch", default="small", choices=["tiny", "compact", "small"])
-    parser.add_argument("--resolution", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=16, help="global batch (split across the processes)")
+    parser.add_argument("--arch", default="tiny", choices=["tiny"], help="the from-scratch refiner's network")
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=32, help="global batch (split across the processes)")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="threads of each process (OMP_NUM_THREADS)")
     parser.add_argument("--steps", type=int, nargs=2, default=[5, 25], metavar=("S1", "S2"))

@@ -130,6 +130,10 @@ def train_refiner(opts: RefinerOptions) -> dict:
     opts.check()
     if opts.lora_rank and not opts.base:
         raise ValueError("--lora-rank needs --base: a LoRA adapts an existing checkpoint's UNet")
+    if not opts.base and diffusion.ARCHS.get(opts.arch, {}).get("transformer_depth_middle", -1) != -1:
+        raise ValueError(f"--arch {opts.arch}: from scratch a refiner is unconditional, and {opts.arch} has "
+                         "cross-attention blocks with nothing to attend to; use --arch tiny, or --base to fine-tune "
+                         "a text-conditioned checkpoint")
     device = device_of(opts.device)
     torch.manual_seed(opts.seed)
     data = read_data(opts)

@@ -212,3 +212,9 @@ def test_gradient_checkpointing_recomputes_every_block():
 def test_bad_ema_device_is_named(shapes, tmp_path):
     with pytest.raises(ValueError, match="--ema-device 'gpu'"):
         train_refiner(_opts(shapes, str(tmp_path / "x.safetensors"), ema_device="gpu"))
+
+
+@pytest.mark.parametrize("arch", ["compact", "small"])
+def test_a_from_scratch_refiner_with_cross_attention_is_refused_by_name(shapes, tmp_path, arch):
+    with pytest.raises(ValueError, match=f"--arch {arch}: from scratch a refiner is unconditional"):
+        train_refiner(_opts(shapes, str(tmp_path / "r.safetensors"), arch=arch))
