@@ -11,8 +11,8 @@ that is not the background) and the shape (to the next shape). Each edit is made
 
 The analyser reads the source and both results. Reported per edit kind, per checkpoint and as mean and spread:
 
-- ``success``: the result shows the new word and keeps the source's other words (shape, colour, size, position
-  as read in the source image);
+- ``success``: the result is read as the target prompt, every attribute (shape, colour, size, position): the new
+  word present and the prompt's other words kept;
 - ``iou``: the object-mask IoU of the result's object with the source image's object (structure preservation);
 - ``background_psnr``: PSNR of the pixels outside both objects' masks, result against source (dB);
 
