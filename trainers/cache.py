@@ -90,3 +90,34 @@ def open_cache(opts, data, encode, device, command: str) -> LatentCache | None:
         shape = tuple(encode(data.first(1)[0].to(device)).shape[1:])
     log.info("train.py %s: caching latents in %s", command, opts.cache)
     return LatentCache(opts.cache, data.stream.source, opts.resolution, codec, shape)
+
+
+class Encoded:
+    """The training images in a model's inner space, as the refiner and the world trainer read them: every image
+    encoded once when the data is in memory (``chunk`` images at a time), else each batch's images encoded as the
+    stream brings them, through the latent cache when the run has one (``--cache``)."""
+
+    def __init__(self, opts, data, encode, device, command: str, chunk: int):
+        self.data, self.encode, self.device = data, encode, device
+        self.all = None
+        if data.images is not None:
+            with torch.no_grad():
+                self.all = torch.cat([encode(data.images[i:i + chunk])
+                                      for i in range(0, len(data.images), chunk)]).to(device)
+        self.cache = open_cache(opts, data, encode, device, command)
+
+    def first(self, n: int) -> torch.Tensor:
+        if self.all is not None:
+            return self.all[:n]
+        with torch.no_grad():
+            return self.encode(self.data.first(n)[0]).to(self.device)
+
+    def rows(self, idx: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
+        """The encoded images and the captions of the samples ``idx`` (this process's rows of a step)."""
+        if self.all is not None:
+            return self.all[idx.to(self.all.device)], [self.data.captions[i] for i in idx.tolist()]
+        images, captions = self.data.batch(idx)
+        if self.cache is not None:
+            return self.cache.get(idx, images, self.encode, self.device), captions
+        with torch.no_grad():
+            return self.encode(images).to(self.device), captions

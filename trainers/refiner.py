@@ -20,7 +20,7 @@ import torch
 from ..models import diffusion
 from ..models.init import seeded_init_
 from .base import load_base, load_vae, stack_conds
-from .cache import open_cache
+from .cache import Encoded
 from .data import TrainingData, read_data
 from .loop import device_of, diffusion_loss, host_modules, sample_path, save_png, train
 from .setup import CheckpointInfo, RefinerOptions, Setup
@@ -138,26 +138,12 @@ def train_refiner(opts: RefinerOptions) -> dict:
     torch.manual_seed(opts.seed)
     data = read_data(opts)
     net = fine_tune(opts, data, device) if opts.base else from_scratch(opts, data, device)
-    x0_all = None
-    if data.images is not None:  # in memory: every image in the model's space once
-        with torch.no_grad():
-            x0_all = torch.cat([net.encode(data.images[i:i + 16]) for i in range(0, len(data.images), 16)]).to(device)
-    with torch.no_grad():
-        shown = x0_all[:4] if x0_all is not None else net.encode(data.first(4)[0]).to(device)
-    cache = open_cache(opts, data, net.encode, device, "refiner")
+    encoded = Encoded(opts, data, net.encode, device, "refiner", chunk=16)
+    shown = encoded.first(4)
 
     def batch(idx: torch.Tensor, generator: torch.Generator, part: slice):
         drop = (torch.rand(len(idx), generator=generator) < opts.cond_dropout)[part].tolist() if net.text else None
-        mine = idx[part]
-        if x0_all is not None:
-            x0, captions = x0_all[mine.to(x0_all.device)], [data.captions[i] for i in mine.tolist()]
-        else:
-            images, captions = data.batch(mine)
-            if cache is not None:
-                x0 = cache.get(mine, images, net.encode, device)
-            else:
-                with torch.no_grad():
-                    x0 = net.encode(images).to(device)
+        x0, captions = encoded.rows(idx[part])
         if net.text is None:
             return x0, {"c_crossattn": None}
         return x0, stack_conds([net.empty if d else net.text(c) for c, d in zip(captions, drop)], device)

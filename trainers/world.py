@@ -29,7 +29,7 @@ import torch
 from ..models import world_model
 from ..models.init import seeded_init_
 from .base import LatentCodec, load_base
-from .cache import open_cache
+from .cache import Encoded
 from .data import read_data
 from .loop import device_of, diffusion_loss, sample_path, save_png, train
 from .setup import CheckpointInfo, Setup, WorldOptions
@@ -197,14 +197,8 @@ def train_world(opts: WorldOptions) -> dict:
     torch.manual_seed(opts.seed)
     data = read_data(opts)
     net = fine_tune(opts, device) if opts.base else from_scratch(opts, device)
-    x0_all = None
-    if data.images is not None:  # in memory: every image in the model's space once
-        with torch.no_grad():
-            x0_all = torch.cat([net.codec.encode(data.images[i:i + 64])
-                                for i in range(0, len(data.images), 64)]).to(device)
-    with torch.no_grad():
-        shape = tuple(net.codec.encode(data.first(1)[0]).shape[1:])
-    cache = open_cache(opts, data, net.codec.encode, device, "world")
+    encoded = Encoded(opts, data, net.codec.encode, device, "world", chunk=64)
+    shape = tuple(encoded.first(1).shape[1:])
     text_model = net.clip.cond_stage_model
     encoder = text_model.clip_l if net.text_trained else None
     memo = functools.lru_cache(maxsize=None if data.stream is None else 4096)  # per caption (streams: recent ones)
@@ -219,16 +213,7 @@ def train_world(opts: WorldOptions) -> dict:
 
     def batch(idx: torch.Tensor, generator: torch.Generator, part: slice):
         drop = (torch.rand(len(idx), generator=generator) < opts.cond_dropout)[part].tolist()
-        mine = idx[part]
-        if x0_all is not None:
-            x0, captions = x0_all[mine.to(x0_all.device)], [data.captions[i] for i in mine.tolist()]
-        else:
-            images, captions = data.batch(mine)
-            if cache is not None:
-                x0 = cache.get(mine, images, net.codec.encode, device)
-            else:
-                with torch.no_grad():
-                    x0 = net.codec.encode(images).to(device)
+        x0, captions = encoded.rows(idx[part])
         captions = ["" if d else c for c, d in zip(captions, drop)]
         if encoder is not None:
             tokens = torch.tensor([ids(c) for c in captions], device=device)
