@@ -38,6 +38,7 @@ def main(argv=None) -> int:
     parser.add_argument("--models", choices=["tiny", "full"], default="tiny",
                         help="tiny: the tiny zoo's SD1.5 and SDXL shapes; full: the full-size SD1.5 architecture "
                              "(make bench-full)")
+    parser.add_argument("--cases", nargs="+", help="only these cases (e.g. anagram_2_views hybrid_2_bands)")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     args.out = args.out or os.path.join(HERE, "results",
@@ -101,6 +102,8 @@ def main(argv=None) -> int:
             cases.append((f"hybrid_{k}_bands", m, pos, 1, model, combined, 1, k + 1))
 
         for name, m, pos, batch, plain_model, plain_pos, plain_batch, rows in cases:
+            if args.cases and name not in args.cases:
+                continue
             counted, calls = counting(m)
             run(counted, pos, neg, batch)
             per_step = len(calls) / args.steps

@@ -53,6 +53,7 @@ def main(argv=None) -> int:
     parser.add_argument("--latent", type=int, default=32, help="latent side (32 = 256 px images)")
     parser.add_argument("--models", choices=["tiny", "full"], default="tiny",
                         help="tiny: the tiny zoo's SD1.5 and SDXL shapes; full: the full-size SD1.5 architecture")
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), help="only these cases")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     args.out = args.out or os.path.join(HERE, "results", "p2p.json" if args.models == "tiny" else "p2p_full.json")
@@ -102,6 +103,8 @@ def main(argv=None) -> int:
         neg = encode(clip, "blurry")
         empty = {"samples": torch.zeros(1, 4, args.latent, args.latent)}
         for name, case in CASES.items():
+            if args.cases and name not in args.cases:
+                continue
             kw = dict(mode="replace", cross_replace=0.8, word_cross_replace="", self_replace=0.4, reweight="",
                       blend_words="", blend_threshold=0.3, blend_start=0.2, record_maps=True)
             kw.update(case)
