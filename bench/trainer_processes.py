@@ -70,8 +70,13 @@ def main(argv=None) -> int:
             for n in settings:
                 short = timed_run(n, data, os.path.join(tmp, f"p{n}a.safetensors"), s1, args)
                 long = timed_run(n, data, os.path.join(tmp, f"p{n}b.safetensors"), s2, args)
-                rates[n].append((s2 - s1) * args.batch / max(long - short, 1e-9))
+                if long <= short:  # start-up noise larger than the extra steps: no rate from this round
+                    log.warning("%d process(es): %d steps took no longer than %d; use more steps", n, s2, s1)
+                    continue
+                rates[n].append((s2 - s1) * args.batch / (long - short))
                 log.info("%d process(es): %.1f images/s", n, rates[n][-1])
+    if not all(rates[n] for n in settings):
+        raise SystemExit(f"--steps {s1} {s2}: no round gave a positive time difference; use more steps")
     one, many = (statistics.median(rates[n]) for n in settings)
     result = {"arch": args.arch, "resolution": args.resolution, "batch": args.batch, "threads": args.threads,
               "processes": args.processes, "images_per_s_1": round(one, 2), f"images_per_s_{args.processes}":

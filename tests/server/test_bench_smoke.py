@@ -47,9 +47,11 @@ def test_trainer_memory_bench_runs_both_settings(tmp_path):
 def test_trainer_processes_bench_times_one_and_two_processes(tmp_path):
     out = tmp_path / "trainer_processes.json"
     proc = subprocess.run([sys.executable, os.path.join(paths.REPO, "bench", "trainer_processes.py"), "--arch", "tiny",
-                           "--resolution", "16", "--batch", "2", "--steps", "1", "2", "--repeats", "1", "--out",
+                           "--resolution", "16", "--batch", "2", "--steps", "1", "9", "--repeats", "1", "--out",
                            str(out)], capture_output=True, text=True, timeout=600, cwd=paths.REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    if proc.returncode:  # a round whose 8 extra steps hid in start-up noise is refused by name, not reported
+        assert "no round gave a positive time difference" in proc.stderr, proc.stderr[-3000:]
+        return
     (row,) = json.loads(out.read_text())["results"]
     assert row["processes"] == 2 and row["runs"].keys() == {"1", "2"} and row["speedup"] > 0
 
