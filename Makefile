@@ -24,7 +24,7 @@ help:
 	@echo "make zoo        build the model zoo (tiny + full-size SD1.5 architecture) into ~/.cache/stepwise/zoo"
 	@echo "make bench      benchmarks (bench/results/*.json); not part of make test"
 	@echo "make bench-full Prompt-to-Prompt, Visual Anagram, Hybrid Noise on the full-size SD1.5 architecture at 64x64"
-	@echo "                latents (bench/results/*_full.json; about 20 quiet minutes on 2 CPU cores)"
+	@echo "                latents (bench/results/*_full.json; about 40 quiet minutes on 2 CPU cores)"
 	@echo "make eval       quality experiments (eval/results/*.json); not part of make test"
 	@echo "make world-models  the next part (<= 110 min) of the world text-to-image models' recipe; run again until it"
 	@echo "                says complete (WORLD_ARGS='--device cuda' on a GPU, '--ship' to write dev/world_models/)"
@@ -83,8 +83,8 @@ bench: zoo-tiny
 	$(PY) bench/p2p.py
 
 bench-full: zoo
-	$(PY) bench/multiview.py --models full --latent 64 --steps 1 --repeats 2 --cases anagram_2_views hybrid_2_bands
-	$(PY) bench/p2p.py --models full --latent 64 --steps 1 --long 3 --repeats 2 --cases replace
+	$(PY) bench/multiview.py --models full --latent 64 --steps 1 --repeats 2 --cases anagram_2_views anagram_3_views hybrid_2_bands hybrid_3_bands
+	$(PY) bench/p2p.py --models full --latent 64 --steps 1 --long 3 --repeats 2 --cases replace refine_reweight_blend --unchunked
 
 eval: zoo-tiny
 	$(PY) eval/refiner_quality.py
