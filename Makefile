@@ -88,5 +88,6 @@ bench-full: zoo
 
 eval: zoo-tiny
 	$(PY) eval/refiner_quality.py
+	$(PY) eval/refiner_quality.py --world scenes --train-seeds 7 8
 	$(PY) eval/pose_quality.py
 	$(PY) eval/artifact_quality.py
