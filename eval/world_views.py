@@ -15,8 +15,8 @@ colours and shapes (drawn from world seed 7007 without the held-out pairs' restr
 - The same judgements on the words a model has learnt (``*_colour``: colour only; ``*_colour_position``: colour
   and position): the world model reads colour words long before shape words (``world_t2i.json``), so these say
   whether the technique makes its illusion out of what the model does know. For the anagram the upright image
-  must hold A's colour (at the top) and the image turned upside down B's; for the hybrid the low-passed image A's
-  and the image itself B's. Same baselines.
+  must hold an object with A's words (colour; or colour and position "top") and the image turned upside down one
+  with B's; for the hybrid the low-passed image A's and the image itself B's. Same baselines.
 - ``*_mixed_colour``: the share of images whose foreground (pixels more than 0.25 from the background colour) has
   a mean colour nearer the average of A's and B's colours than either colour: the two prompts painted over the same
   pixels instead of each its own object.
