@@ -74,9 +74,7 @@ def main(argv=None) -> int:
     models, timings = {}, {}
     for seed in args.train_seeds:
         for name, (lo, hi) in {"full": (0, 1000), "late": (0, 500)}.items():
-            # the first seed keeps the file name of the single-seed runs, so their models are reused
-            tag = "" if seed == 7 else f"_s{seed}"
-            out = os.path.join(args.work, f"refiner{world}_{name}_{args.steps}{tag}.safetensors")
+            out = os.path.join(args.work, f"refiner{world}_{name}_{args.steps}_s{seed}.safetensors")
             if not os.path.isfile(out):
                 start = time.perf_counter()
                 subprocess.run([sys.executable, train, "refiner", "--data", data, "--out", out, "--arch", "tiny",
