@@ -11,9 +11,15 @@ Recipe (``RECIPE``; the work folder is ``--work``, default ``~/.cache/stepwise/w
    pairs (``--split train``), world seed ``DATA_SEED``;
 2. for each training seed of ``SEEDS``: ``train.py world`` for ``STEPS`` steps (batch 32, lr 3e-4, EMA 0.999, the
    text encoder trained with the UNet, PyTorch attention, one thread: the figure the README's timings use);
-3. when every seed is done: ``eval/world_t2i.py`` on the final checkpoints (held-out prompts and sampler seeds)
-   -> ``eval/results/world_t2i.json``; with ``--ship`` the checkpoints are written in fp16 to ``--ship-dir``
-   (default ``dev/world_models``) with the recipe, the data seed and the measured metrics in their metadata.
+3. each time a seed finishes, and when every seed is done: ``eval/world_t2i.py`` on the finished checkpoints
+   (held-out prompts and sampler seeds) -> ``eval/results/world_t2i.json``; with ``--ship`` each finished checkpoint
+   is written at once in fp16 to ``--ship-dir`` (default ``dev/world_models``) with the recipe, the data seed, its
+   first logged losses and the measured metrics in its metadata.
+
+A seed whose checkpoint is shipped counts as done even where the work folder is empty (a new machine): its shipped
+file is what the report reads, so a recipe run over several machines or sessions never trains a seed twice once
+it is committed. The part's own training state (``.train-state``) lives only in the work folder; a seed cut off in
+the middle resumes only where that folder survived.
 
 On a CUDA machine add ``--device cuda`` (and more threads do nothing there): the parts then take minutes.
 """
@@ -72,8 +78,9 @@ def steps_done(out: str) -> int:
         return int(json.loads(f.metadata()["stepwise"])["training"]["steps"])
 
 
-def ship(paths: list[str], ship_dir: str, report: dict) -> list[str]:
-    """Write each checkpoint in fp16 to ``ship_dir`` with the recipe, data seed and metrics in its metadata."""
+def ship(paths: list[str], ship_dir: str, report: dict, trained_on: str = "") -> list[str]:
+    """Write each checkpoint in fp16 to ``ship_dir`` with the recipe, data seed, first logged losses, the machine it
+    was trained on (``trained_on``) and its measured metrics in its metadata."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
@@ -87,7 +94,7 @@ def ship(paths: list[str], ship_dir: str, report: dict) -> list[str]:
         run = next(r for r in report["runs"] if r["checkpoint"] == os.path.basename(path))
         losses = _losses(path)
         meta["training"].update({"recipe": RECIPE, "data_seed": DATA_SEED, "data": DATA | {"objects": list(DATA["objects"])},
-                                 "first_losses": losses[:20], "metrics": {k: run[k] for k in ("held_out", "train_like")}})
+                                 "first_losses": losses[:20], "trained_on": trained_on, "metrics": {k: run[k] for k in ("held_out", "train_like")}})
         out = os.path.join(ship_dir, os.path.basename(path))
         save_file(tensors, out + ".tmp", metadata={"stepwise": json.dumps(meta, sort_keys=True)})
         os.replace(out + ".tmp", out)
@@ -102,12 +109,32 @@ def _losses(path: str) -> list[float]:
     return load_file(path + ".train-state")["losses"].tolist()
 
 
+def finished(out: str, ship_dir: str) -> str | None:
+    """The finished checkpoint of one seed: the work folder's (fp32) when it is complete, else the shipped fp16 copy
+    when there is one; ``None`` while the seed is still to train."""
+    if steps_done(out) >= STEPS:
+        return out
+    shipped = os.path.join(ship_dir, os.path.basename(out))
+    return shipped if steps_done(shipped) >= STEPS else None
+
+
+def report(paths: list[str], env: dict) -> dict:
+    """``eval/world_t2i.py`` on the finished checkpoints ``paths`` -> ``eval/results/world_t2i.json`` (returned)."""
+    results = os.path.join(REPO, "eval", "results", "world_t2i.json")
+    cmd = [sys.executable, os.path.join(REPO, "eval", "world_t2i.py"), "--out", results]
+    for path in paths:
+        cmd += ["--checkpoint", path]
+    subprocess.run(cmd, check=True, env=env)
+    with open(results) as f:
+        return json.load(f)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", default=os.path.expanduser("~/.cache/stepwise/world"))
     parser.add_argument("--part-minutes", type=float, default=110.0)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--ship", action="store_true", help="when complete, write the fp16 checkpoints to --ship-dir")
+    parser.add_argument("--ship", action="store_true", help="write each finished checkpoint in fp16 to --ship-dir")
     parser.add_argument("--ship-dir", default=os.path.join(REPO, "dev", "world_models"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="world-models: %(message)s")
@@ -115,29 +142,33 @@ def main(argv=None) -> int:
     left = lambda: args.part_minutes - (time.monotonic() - start) / 60  # noqa: E731
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     data = os.path.join(args.work, "data")
-    if not os.path.isfile(os.path.join(data, f"scenes_{DATA['n'] - 1:05d}.txt")):
-        subprocess.run(data_command(data), check=True, env=env)
     outs = [os.path.join(args.work, f"stepwise-world-s{seed}.safetensors") for seed in SEEDS]
+
+    def finish() -> dict:
+        """Report on every finished seed and ship the ones whose fp32 checkpoint is in the work folder."""
+        done = [p for p in (finished(o, args.ship_dir) for o in outs) if p]
+        summary = report(done, env)
+        if args.ship:
+            ship([p for p in done if p in outs], args.ship_dir, summary,
+                 f"{args.device}, OMP_NUM_THREADS={env['OMP_NUM_THREADS']}")
+        return summary
+
     for seed, out in zip(SEEDS, outs):
-        if steps_done(out) >= STEPS:
+        if finished(out, args.ship_dir):
             continue
         if left() < 5:
             log.info("part over; run again to continue (seed %d at step %d of %d)", seed, steps_done(out), STEPS)
             return 0
+        if not os.path.isfile(os.path.join(data, f"scenes_{DATA['n'] - 1:05d}.txt")):
+            subprocess.run(data_command(data), check=True, env=env)
         subprocess.run(train_command(data, out, seed, left(), args.device), check=True, env=env)
         if steps_done(out) < STEPS:
             log.info("part over; run again to continue (seed %d at step %d of %d)", seed, steps_done(out), STEPS)
             return 0
-    results = os.path.join(REPO, "eval", "results", "world_t2i.json")
-    cmd = [sys.executable, os.path.join(REPO, "eval", "world_t2i.py"), "--out", results]
-    for out in outs:
-        cmd += ["--checkpoint", out]
-    subprocess.run(cmd, check=True, env=env)
-    with open(results) as f:
-        report = json.load(f)
-    if args.ship:
-        ship(outs, args.ship_dir, report)
-    log.info("recipe complete: %s", json.dumps(report["summary"]["held_out"]))
+        if seed != SEEDS[-1]:  # the seed is done: report and ship it now, before the next seed's part can be cut off
+            finish()
+    summary = finish()
+    log.info("recipe complete: %s", json.dumps(summary["summary"]["held_out"]))
     return 0
 
 
