@@ -103,3 +103,37 @@ def new_parts(dtype=None, device=None):
                          model_options={"dtype": dtype, "initial_device": device or torch.device("cpu")})
     vae = comfy.sd.VAE(sd=comfy.pixel_space_convert.PixelspaceConversionVAE().state_dict())
     return model, clip, vae
+
+
+def load_parts(state_dict: dict, dtype=None):
+    """A world checkpoint's tensors (SD1.5's full-checkpoint layout) as the host's own loader would return them,
+    ``(ModelPatcher, comfy.sd.CLIP, comfy.sd.VAE)``, without touching the host's model detection: the config is
+    :func:`config_class` itself, and every step after detection is the host's (``comfy.sd.
+    load_state_dict_guess_config``: inference dtype for the load device, UNet weights, the VAE and text encoder
+    from their prefixes). ``dtype`` forces the UNet's dtype (the host's choice for the device otherwise)."""
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.sd
+    import comfy.utils
+
+    prefix = "model.diffusion_model."
+    config = config_class()(dict(WORLD_UNET))
+    parameters = comfy.utils.calculate_parameters(state_dict, prefix)
+    load_device = mm.get_torch_device()
+    unet_dtype = dtype or mm.unet_dtype(model_params=parameters, supported_dtypes=list(config.supported_inference_dtypes),
+                                        weight_dtype=comfy.utils.weight_dtype(state_dict, prefix))
+    config.set_inference_dtype(unet_dtype, mm.unet_manual_cast(unet_dtype, load_device, config.supported_inference_dtypes))
+    model = config.get_model(state_dict, prefix, device=mm.unet_inital_load_device(parameters, unet_dtype))
+    model.load_model_weights(state_dict, prefix)
+    vae_sd = comfy.utils.state_dict_prefix_replace(state_dict, {k: "" for k in config.vae_key_prefix}, filter_keys=True)
+    vae = comfy.sd.VAE(sd=config.process_vae_state_dict(vae_sd))
+    clip_sd = config.process_clip_state_dict(state_dict)
+    clip = comfy.sd.CLIP(config.clip_target(state_dict=state_dict), tokenizer_data=clip_sd,
+                         parameters=comfy.utils.calculate_parameters(clip_sd))
+    missing, _ = clip.load_sd(clip_sd, full_model=True)
+    missing = [k for k in missing if ".logit_scale" not in k and ".text_projection.weight" not in k]
+    if missing:
+        raise ValueError(f"the world checkpoint's text encoder lacks {len(missing)} tensors ({missing[0]}, ...); "
+                         "write it with train.py world")
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=mm.unet_offload_device())
+    return patcher, clip, vae

@@ -6,7 +6,7 @@ from .early_reject import ArtifactEarlyReject
 from .hybrid import HybridNoise
 from .keypoint import KeypointCondition
 from .keypoint_load import LoadPoseKeypoint
-from .loader import LoadStepwiseCheckpoint
+from .loader import LoadStepwiseCheckpoint, LoadStepwiseWorldCheckpoint
 from .p2p import PromptToPromptAttn
 from .p2p_maps import PromptToPromptMaps
 from .refine import LateStepRefine
@@ -18,6 +18,7 @@ NODES = [
     HybridNoise,
     LateStepRefine,
     LoadStepwiseCheckpoint,
+    LoadStepwiseWorldCheckpoint,
     KeypointCondition,
     LoadPoseKeypoint,
     PromptToPromptAttn,

@@ -77,6 +77,33 @@ def test_world_checkpoint_is_read_by_the_hosts_checkpoint_loader(scenes, tmp_pat
     assert torch.allclose(vae.decode(vae.encode(pixels)), pixels, atol=1e-5)  # the pixel-space VAE
 
 
+def test_the_packs_world_loader_reads_it_as_the_host_would(scenes, tmp_path, registered):
+    """Load Stepwise World Checkpoint builds the model from the world config itself (users' hosts do not detect
+    it): the same weights and the same samples as the host's Load Checkpoint where the config is registered."""
+    import folder_paths
+
+    from stepwise.nodes.loader import LoadStepwiseCheckpoint, LoadStepwiseWorldCheckpoint
+    from stepwise.trainers.world import generate
+
+    out = str(tmp_path / "world.safetensors")
+    train_world(_opts(scenes, out))
+    folders = folder_paths.folder_names_and_paths["stepwise"][0]
+    folders.append(str(tmp_path))
+    try:
+        model, clip, vae, info = LoadStepwiseWorldCheckpoint.execute(ckpt_name="world.safetensors").result
+        with pytest.raises(checkpoint.CheckpointError, match="Load Stepwise World Checkpoint"):
+            LoadStepwiseCheckpoint.execute(ckpt_name="world.safetensors")
+    finally:
+        folders.remove(str(tmp_path))
+    assert json.loads(info)["kind"] == "world"
+    host_model, host_clip, host_vae = _load(out)
+    ours = model.model.diffusion_model.state_dict()
+    assert all(torch.equal(v, host_model.model.diffusion_model.state_dict()[k]) for k, v in ours.items())
+    images = generate(model, clip, [PROMPT], [0, 1], 32, steps=3)
+    assert torch.equal(images, generate(host_model, host_clip, [PROMPT], [0, 1], 32, steps=3))
+    assert torch.equal(vae.decode(images), host_vae.decode(images))
+
+
 def test_training_text_forward_is_the_hosts_forward():
     from stepwise.trainers.world import _token_ids, text_context
 
