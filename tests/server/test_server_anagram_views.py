@@ -6,14 +6,15 @@ import os
 
 import pytest
 
-from stepwise_dev import paths, workflow
+from stepwise_dev import workflow
 from stepwise_dev.server import ExecutionFailed
 
+GRAPHS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "graphs")  # the mechanics graphs (tiny zoo)
 pytestmark = pytest.mark.server
 
 
 def _load():
-    return copy.deepcopy(workflow.load(os.path.join(paths.WORKFLOWS_API, "visual_anagram.api.json")))
+    return copy.deepcopy(workflow.load(os.path.join(GRAPHS, "visual_anagram.api.json")))
 
 
 def _view(info, name):

@@ -39,6 +39,7 @@ NONCE = "stepwise_fuzz_nonce"  # an input no node declares: ignored by validatio
 MISSING_NODE = "9999"
 HUGE_TEXT = "x" * 100_000
 MALFORMED_JSON = '{"nose": [355, 87], "eye_left": ['
+GRAPHS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "graphs")  # the mechanics graphs (tiny zoo)
 # Workflow to fuzz a node in, when several hold it (otherwise: the one with the fewest nodes, then by name).
 PREFERRED = {"StepwisePromptToPromptAttn": "prompt_to_prompt_replace",
              "StepwiseKeypointCondition": "keypoint_condition_json"}
@@ -120,7 +121,10 @@ def _cached(entry: dict) -> set[str]:
 # --- workflows ---
 
 def _load(name: str) -> dict:
-    return copy.deepcopy(workflow.load(os.path.join(paths.WORKFLOWS_API, name + ".api.json")))
+    """A graph by name: the tiny-zoo mechanics graph where there is one (``graphs/``), else the example workflow."""
+    mechanics = os.path.join(GRAPHS, name + ".api.json")
+    path = mechanics if os.path.isfile(mechanics) else os.path.join(paths.WORKFLOWS_API, name + ".api.json")
+    return copy.deepcopy(workflow.load(path))
 
 
 def _is_link(value) -> bool:
@@ -190,8 +194,8 @@ class Base:
 
 
 def _bases(info: dict) -> tuple[list[Base], list[str]]:
-    workflows = {f[:-len(".api.json")]: _load(f[:-len(".api.json")])
-                 for f in sorted(os.listdir(paths.WORKFLOWS_API)) if f.endswith(".api.json")}
+    names = {f[:-len(".api.json")] for d in (paths.WORKFLOWS_API, GRAPHS) for f in os.listdir(d) if f.endswith(".api.json")}
+    workflows = {name: _load(name) for name in sorted(names)}
     bases, problems = [], []
     for cls in sorted(c for c in info if c.startswith(PREFIX)):
         holding = sorted((len(p), name) for name, p in workflows.items()

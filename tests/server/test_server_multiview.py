@@ -8,11 +8,12 @@ import pytest
 from stepwise_dev import paths, workflow
 from stepwise_dev.server import ExecutionFailed, PromptRejected
 
+GRAPHS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "graphs")  # the mechanics graphs (tiny zoo)
 pytestmark = pytest.mark.server
 
 
 def _load(name):
-    return copy.deepcopy(workflow.load(os.path.join(paths.WORKFLOWS_API, name + ".api.json")))
+    return copy.deepcopy(workflow.load(os.path.join(GRAPHS, name + ".api.json")))
 
 
 def _error(err) -> dict:

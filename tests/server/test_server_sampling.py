@@ -1,6 +1,7 @@
 """Text-to-image on both zoo models through /prompt, and the host's validation errors."""
 
 import copy
+import os
 
 import numpy as np
 import pytest
@@ -8,11 +9,12 @@ import pytest
 from stepwise_dev import paths, workflow
 from stepwise_dev.server import PromptRejected
 
+GRAPHS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "graphs")  # the mechanics graphs (tiny zoo)
 pytestmark = pytest.mark.server
 
 
 def _t2i(ckpt: str, seed: int = 1, size: int = 128) -> dict:
-    prompt = copy.deepcopy(workflow.load(f"{paths.WORKFLOWS_API}/text_to_image.api.json"))
+    prompt = copy.deepcopy(workflow.load(os.path.join(GRAPHS, "text_to_image.api.json")))
     prompt["1"]["inputs"]["ckpt_name"] = ckpt
     prompt["4"]["inputs"].update(width=size, height=size)
     prompt["5"]["inputs"].update(seed=seed, steps=4)
@@ -62,7 +64,7 @@ def test_wrong_input_type_is_a_validation_error_and_the_server_goes_on(server):
 
 
 def test_stepwise_input_out_of_range_is_a_validation_error(server):
-    prompt = workflow.load(f"{paths.WORKFLOWS_API}/split_sigmas_at_timestep.api.json")
+    prompt = workflow.load(os.path.join(GRAPHS, "split_sigmas_at_timestep.api.json"))
     prompt["6"]["inputs"]["timestep"] = 1000
     with pytest.raises(PromptRejected) as err:
         server.queue(prompt)
