@@ -26,6 +26,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dev"))
 
 from stepwise_dev import host, images, paths, workflow  # noqa: E402
+from stepwise_dev.measured import measured  # noqa: E402
 from stepwise_dev.server import stepwise_server  # noqa: E402
 
 host.setup()  # puts the host and the pack on sys.path (the harness's model recipes import them)
@@ -52,10 +53,10 @@ def train_models(models_dir: str, steps: dict) -> dict:
 
 
 def serving_assets(models_dir: str) -> dict:
-    """The server's Stepwise models (the demo models) and the example inputs."""
+    """The server's Stepwise models (the shipped world models and the demo models) and the example inputs."""
     os.makedirs(paths.zoo_dir(), exist_ok=True)
     inputs = [refiners.example_input(paths.zoo_dir()), refiners.example_pose(paths.zoo_dir())]
-    return {"stepwise_models": {name: os.path.join(models_dir, name) for name in FILES.values()},
+    return {"stepwise_models": {**paths.world_models(), **{name: os.path.join(models_dir, name) for name in FILES.values()}},
             "inputs": {os.path.basename(i): i for i in inputs}}
 
 
@@ -70,12 +71,13 @@ def stepwise_nodes(prompt: dict, object_info: dict) -> list[str]:
 
 
 def contact_sheet(rows: list[dict], path: str, tile: int = 160) -> None:
-    """One row per workflow: its title and Stepwise nodes above its images, each captioned with its saving node."""
+    """One row per workflow: its title, Stepwise nodes and measured effect above its images, each captioned with its
+    saving node."""
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default(size=14)
     small = ImageFont.load_default(size=12)
-    pad, head, cap = 12, 44, 34
+    pad, head, cap = 12, 62, 34
     per_row = max(len(r["images"]) for r in rows)
     width = pad + per_row * (tile + pad)
     width = max(width, 900)
@@ -87,6 +89,7 @@ def contact_sheet(rows: list[dict], path: str, tile: int = 160) -> None:
         draw.text((pad, y), row["name"], fill=(20, 20, 20), font=font)
         draw.text((pad, y + 20), "Stepwise nodes: " + (", ".join(row["nodes"]) or "none (the plain baseline)"),
                   fill=(70, 70, 70), font=small)
+        draw.text((pad, y + 38), "Measured: " + row["measured"], fill=(20, 70, 140), font=small)
         y += head
         for i, (array, caption) in enumerate(zip(row["images"], row["captions"])):
             im = images.tile(array, tile)
@@ -119,9 +122,10 @@ def write_markdown(report: dict, path: str) -> None:
     lines += ["", f"Total {t['total_s']} s against a budget of {TRAIN_BUDGET_S} s: "
               f"{'within' if t['within_budget'] else 'OVER'} budget." if t["seconds"] else "Reused models.", "",
               "## Workflows (through the real server's /prompt)", "",
-              "| workflow | Stepwise nodes | images | seconds |", "| --- | --- | ---: | ---: |"]
-    lines += [f"| {w['name']} | {', '.join(w['nodes'])} | {len(w['images'])} | {w['seconds']} |"
-              for w in report["workflows"]]
+              "| workflow | Stepwise nodes | measured effect | images | seconds |", "| --- | --- | --- | ---: | ---: |"]
+    lines += [f"| {w['name']} | {', '.join(w['nodes'])} | {w['measured']['text']}"
+              f"{' (' + w['measured']['source'] + ')' if w['measured']['source'] else ''} | {len(w['images'])} | "
+              f"{w['seconds']} |" for w in report["workflows"]]
     lines += ["", f"Server start {report['server_start_s']} s. Every Stepwise node shown: "
               f"{'yes' if not report['nodes_not_shown'] else 'no, missing ' + ', '.join(report['nodes_not_shown'])}.",
               "", "![contact sheet](contact_sheet.png)", ""]
@@ -194,9 +198,11 @@ def main(argv=None) -> int:
                         captions.append(title + (f" ({k + 1})" if len(images) > 1 else ""))
                 nodes = stepwise_nodes(prompt, info)
                 shown.update(nodes)
+                effect = measured(name)
                 report["workflows"].append({"name": name, "nodes": nodes, "seconds": round(seconds_run, 2),
-                                            "images": files})
-                rows.append({"name": name, "nodes": nodes, "images": arrays, "captions": captions})
+                                            "images": files, "measured": effect})
+                rows.append({"name": name, "nodes": nodes, "images": arrays, "captions": captions,
+                             "measured": effect["text"]})
                 log.info("%s: %d image(s) in %.1fs", name, len(files), seconds_run)
             every = sorted(v["display_name"] for v in info.values() if v.get("category") == "stepwise")
             report["nodes_not_shown"] = sorted(set(every) - shown) if not args.only else []

@@ -211,12 +211,12 @@ def stepwise_server(base_dir: str, checkpoints: dict[str, str], **kwargs) -> Com
 
 
 def example_assets(zoo: str) -> dict:
-    """What the example workflows need besides the zoo checkpoints: the demo refiner, pose model and artifact
-    estimator, the example input image and pose file."""
+    """What the example workflows need besides the zoo checkpoints: the shipped world text-to-image model(s), the
+    demo refiner, pose model and artifact estimator, the example input image and pose file."""
     from . import refiners
 
     os.makedirs(zoo, exist_ok=True)
     models = [refiners.demo_refiner(zoo), refiners.demo_pose(zoo), refiners.demo_estimator(zoo)]
     inputs = [refiners.example_input(zoo), refiners.example_pose(zoo)]
-    return {"stepwise_models": {os.path.basename(m): m for m in models},
+    return {"stepwise_models": {**paths.world_models(), **{os.path.basename(m): m for m in models}},
             "inputs": {os.path.basename(i): i for i in inputs}}

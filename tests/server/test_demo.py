@@ -29,15 +29,19 @@ def test_demo_trains_runs_and_reports(tmp_path):
         assert (out / "models" / f"{name}.safetensors").is_file()
     runs = {w["name"]: w for w in report["workflows"]}
     assert list(runs) == ["text_to_image", "keypoint_condition_pose_keypoint", "late_step_refine_with_refiner"]
-    assert runs["text_to_image"]["nodes"] == []  # the plain baseline first
+    assert runs["text_to_image"]["nodes"] == ["Load Stepwise World Checkpoint"]  # the plain baseline first
     assert runs["keypoint_condition_pose_keypoint"]["nodes"] == [
         "Load Stepwise Checkpoint", "Load Pose Keypoints", "Keypoint Condition"]
     assert runs["late_step_refine_with_refiner"]["nodes"] == ["Load Stepwise Checkpoint", "Late Step Refine"]
     for w in runs.values():
         assert w["images"] and all((out / f).is_file() for f in w["images"])
     assert len(runs["keypoint_condition_pose_keypoint"]["images"]) == 2  # the image and the skeleton preview
+    # each row carries its technique's measured effect, read from the experiments' results
+    assert runs["text_to_image"]["measured"]["source"] == "eval/results/world_t2i.json"
+    assert runs["text_to_image"]["measured"]["text"].startswith("held-out prompts")
+    assert runs["keypoint_condition_pose_keypoint"]["measured"]["source"] == "eval/results/pose_quality.json"
 
     with Image.open(out / "contact_sheet.png") as sheet:
         assert sheet.width >= 900 and sheet.height > 2 * 160
     md = (out / "report.md").read_text()
-    assert "contact_sheet.png" in md and "late_step_refine_with_refiner" in md
+    assert "contact_sheet.png" in md and "late_step_refine_with_refiner" in md and "PCK@0.1" in md
