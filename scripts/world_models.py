@@ -114,8 +114,8 @@ def finished(out: str, ship_dir: str) -> str | None:
     when there is one; ``None`` while the seed is still to train."""
     if steps_done(out) >= STEPS:
         return out
-    shipped = os.path.join(ship_dir, os.path.basename(out))
-    return shipped if steps_done(shipped) >= STEPS else None
+    copy = os.path.join(ship_dir, os.path.basename(out))
+    return copy if steps_done(copy) >= STEPS else None
 
 
 def report(paths: list[str], env: dict) -> dict:
@@ -153,6 +153,9 @@ def main(argv=None) -> int:
                  f"{args.device}, OMP_NUM_THREADS={env['OMP_NUM_THREADS']}")
         return summary
 
+    shipped = lambda out: os.path.join(args.ship_dir, os.path.basename(out))  # noqa: E731
+    if args.ship and any(steps_done(o) >= STEPS > steps_done(shipped(o)) for o in outs):
+        finish()  # a seed finished in an earlier part (or by hand) and not shipped yet: ship it before training on
     for seed, out in zip(SEEDS, outs):
         if finished(out, args.ship_dir):
             continue
