@@ -202,3 +202,34 @@ def test_command_line(scenes, tmp_path):
     bad = subprocess.run([sys.executable, TRAIN_PY, "world", "--data", scenes, "--out", out, "--resolution", "64"],
                          capture_output=True, text=True, cwd=paths.REPO)
     assert bad.returncode == 2 and "trained at 32 px" in bad.stderr
+
+
+def test_shipped_world_models_are_their_recipes_run(tmp_path):
+    """Each shipped world model (dev/world_models) is a finished seed of ``make world-models``: its metadata holds
+    the recipe, the data seed and the measured metrics, and the recipe's first steps, rerun here from the recipe's
+    own commands, give the losses the shipped run logged (to float rounding: thread counts differ)."""
+    sys.path.insert(0, os.path.join(paths.REPO, "scripts"))
+    try:
+        import world_models as recipe
+    finally:
+        sys.path.pop(0)
+    shipped = paths.world_models()
+    data = str(tmp_path / "data")
+    subprocess.run(recipe.data_command(data), check=True, capture_output=True)
+    for name, path in shipped.items():
+        meta = checkpoint.read_metadata(path)
+        training = meta["training"]
+        assert meta["kind"] == "world" and training["recipe"] == recipe.RECIPE, name
+        assert training["data_seed"] == recipe.DATA_SEED and training["steps"] == recipe.STEPS, name
+        assert training["seed"] in recipe.SEEDS and name == f"stepwise-world-s{training['seed']}.safetensors"
+        assert set(training["metrics"]) == {"held_out", "train_like"}, name
+        out = str(tmp_path / name)
+        run = subprocess.run(recipe.train_command(data, out, training["seed"], 0, "cpu", steps=3), capture_output=True,
+                             text=True, cwd=paths.REPO)
+        assert run.returncode == 0, run.stderr[-2000:]
+        from safetensors.torch import load_file
+
+        losses = load_file(out + ".train-state")["losses"]
+        logged = torch.tensor(training["first_losses"][:3], dtype=losses.dtype)
+        assert torch.allclose(losses, logged, rtol=1e-4, atol=0), (name, losses.tolist(), logged.tolist())
+    assert sum(os.path.getsize(p) for p in shipped.values()) <= 60 * 2**20  # the issue's budget for all of them
