@@ -41,7 +41,7 @@ HUGE_TEXT = "x" * 100_000
 MALFORMED_JSON = '{"nose": [355, 87], "eye_left": ['
 GRAPHS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "graphs")  # the mechanics graphs (tiny zoo)
 # Workflow to fuzz a node in, when several hold it (otherwise: the one with the fewest nodes, then by name).
-PREFERRED = {"StepwisePromptToPromptAttn": "prompt_to_prompt_replace",
+PREFERRED = {"StepwisePromptToPromptAttn": "graphs/prompt_to_prompt_replace",
              "StepwiseKeypointCondition": "keypoint_condition_json"}
 # STRING inputs and what they hold: "text" is free text (any string is a prompt), "json" a pose as JSON,
 # "word_values" ``word:value`` pairs, "words" words that must occur in a prompt. A new STRING input must be
@@ -121,8 +121,9 @@ def _cached(entry: dict) -> set[str]:
 # --- workflows ---
 
 def _load(name: str) -> dict:
-    """A graph by name: the tiny-zoo mechanics graph where there is one (``graphs/``), else the example workflow."""
-    mechanics = os.path.join(GRAPHS, name + ".api.json")
+    """A graph by name: ``graphs/<stem>`` a tiny-zoo mechanics graph; a plain stem the mechanics graph where there
+    is one, else the example workflow."""
+    mechanics = os.path.join(GRAPHS, name.removeprefix("graphs/") + ".api.json")
     path = mechanics if os.path.isfile(mechanics) else os.path.join(paths.WORKFLOWS_API, name + ".api.json")
     return copy.deepcopy(workflow.load(path))
 
@@ -194,8 +195,10 @@ class Base:
 
 
 def _bases(info: dict) -> tuple[list[Base], list[str]]:
-    names = {f[:-len(".api.json")] for d in (paths.WORKFLOWS_API, GRAPHS) for f in os.listdir(d) if f.endswith(".api.json")}
-    workflows = {name: _load(name) for name in sorted(names)}
+    workflows = {f[:-len(".api.json")]: workflow.load(os.path.join(paths.WORKFLOWS_API, f))
+                 for f in sorted(os.listdir(paths.WORKFLOWS_API)) if f.endswith(".api.json")}
+    workflows.update({"graphs/" + f[:-len(".api.json")]: _load("graphs/" + f[:-len(".api.json")])
+                      for f in sorted(os.listdir(GRAPHS)) if f.endswith(".api.json")})
     bases, problems = [], []
     for cls in sorted(c for c in info if c.startswith(PREFIX)):
         holding = sorted((len(p), name) for name, p in workflows.items()
