@@ -77,7 +77,7 @@ def contact_sheet(rows: list[dict], path: str, tile: int = 160) -> None:
 
     font = ImageFont.load_default(size=14)
     small = ImageFont.load_default(size=12)
-    pad, head, cap = 12, 62, 34
+    pad, head, cap = 12, 76, 34
     per_row = max(len(r["images"]) for r in rows)
     width = pad + per_row * (tile + pad)
     width = max(width, 900)
@@ -89,7 +89,8 @@ def contact_sheet(rows: list[dict], path: str, tile: int = 160) -> None:
         draw.text((pad, y), row["name"], fill=(20, 20, 20), font=font)
         draw.text((pad, y + 20), "Stepwise nodes: " + (", ".join(row["nodes"]) or "none (the plain baseline)"),
                   fill=(70, 70, 70), font=small)
-        draw.text((pad, y + 38), "Measured: " + row["measured"], fill=(20, 70, 140), font=small)
+        for j, line in enumerate(_wrap("Measured: " + row["measured"], (width - 2 * pad) // 7)[:2]):
+            draw.text((pad, y + 38 + 15 * j), line, fill=(20, 70, 140), font=small)
         y += head
         for i, (array, caption) in enumerate(zip(row["images"], row["captions"])):
             im = images.tile(array, tile)
@@ -198,15 +199,16 @@ def main(argv=None) -> int:
                         captions.append(title + (f" ({k + 1})" if len(images) > 1 else ""))
                 nodes = stepwise_nodes(prompt, info)
                 shown.update(nodes)
-                effect = measured(name)
                 report["workflows"].append({"name": name, "nodes": nodes, "seconds": round(seconds_run, 2),
-                                            "images": files, "measured": effect})
-                rows.append({"name": name, "nodes": nodes, "images": arrays, "captions": captions,
-                             "measured": effect["text"]})
+                                            "images": files})
+                rows.append({"name": name, "nodes": nodes, "images": arrays, "captions": captions})
                 log.info("%s: %d image(s) in %.1fs", name, len(files), seconds_run)
             every = sorted(v["display_name"] for v in info.values() if v.get("category") == "stepwise")
             report["nodes_not_shown"] = sorted(set(every) - shown) if not args.only else []
             shutil.copyfile(server.log_path, os.path.join(args.out, "server.log"))
+    for run, row in zip(report["workflows"], rows):  # read once every workflow ran: the latest results
+        run["measured"] = measured(run["name"])
+        row["measured"] = run["measured"]["text"]
     contact_sheet(rows, os.path.join(args.out, "contact_sheet.png"))
     with open(os.path.join(args.out, "report.json"), "w") as f:
         json.dump(report, f, indent=2)
