@@ -95,7 +95,7 @@ def ship(paths: list[str], ship_dir: str, report: dict, trained_on: str = "") ->
         losses = _losses(path)
         meta["training"].update({"recipe": RECIPE, "data_seed": DATA_SEED, "data": DATA | {"objects": list(DATA["objects"])},
                                  "first_losses": losses[:20], "trained_on": trained_on, "metrics": {k: run[k] for k in ("held_out", "train_like")}})
-        out = os.path.join(ship_dir, os.path.basename(path))
+        out = shipped(path, ship_dir)
         save_file(tensors, out + ".tmp", metadata={"stepwise": json.dumps(meta, sort_keys=True)})
         os.replace(out + ".tmp", out)
         written.append(out)
@@ -109,12 +109,17 @@ def _losses(path: str) -> list[float]:
     return load_file(path + ".train-state")["losses"].tolist()
 
 
+def shipped(out: str, ship_dir: str) -> str:
+    """Where the shipped fp16 copy of the work folder's checkpoint ``out`` lives."""
+    return os.path.join(ship_dir, os.path.basename(out))
+
+
 def finished(out: str, ship_dir: str) -> str | None:
     """The finished checkpoint of one seed: the work folder's (fp32) when it is complete, else the shipped fp16 copy
     when there is one; ``None`` while the seed is still to train."""
     if steps_done(out) >= STEPS:
         return out
-    copy = os.path.join(ship_dir, os.path.basename(out))
+    copy = shipped(out, ship_dir)
     return copy if steps_done(copy) >= STEPS else None
 
 
@@ -153,8 +158,7 @@ def main(argv=None) -> int:
                  f"{args.device}, OMP_NUM_THREADS={env['OMP_NUM_THREADS']}")
         return summary
 
-    shipped = lambda out: os.path.join(args.ship_dir, os.path.basename(out))  # noqa: E731
-    if args.ship and any(steps_done(o) >= STEPS > steps_done(shipped(o)) for o in outs):
+    if args.ship and any(steps_done(o) >= STEPS > steps_done(shipped(o, args.ship_dir)) for o in outs):
         finish()  # a seed finished in an earlier part (or by hand) and not shipped yet: ship it before training on
     for seed, out in zip(SEEDS, outs):
         if finished(out, args.ship_dir):
