@@ -8,7 +8,7 @@ VENV := $(or $(STEPWISE_VENV),$(CURDIR)/.venv)
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help host lock check lint zoo zoo-tiny test test-fast test-gpu demo serve workflows screenshots bench bench-full eval clean world-models
+.PHONY: help host lock check lint zoo zoo-tiny test test-fast test-gpu demo serve workflows screenshots bench bench-full eval clean world-models tables
 
 help:
 	@echo "make host       put the pinned ComfyUI in place, install its venv from host.lock, link the pack"
@@ -29,6 +29,7 @@ help:
 	@echo "make world-models  the next part (<= 110 min) of the world text-to-image models' recipe; run again until it"
 	@echo "                says complete (WORLD_ARGS='--device cuda' on a GPU; '--ship' writes each finished seed to"
 	@echo "                dev/world_models/, and a shipped seed is never trained again)"
+	@echo "make tables     rebuild the README's measured tables from eval/results/*.json (after an experiment)"
 	@echo "make screenshots  run every example workflow in the web UI (headless Chromium) -> docs/screenshots/,"
 	@echo "                  template thumbnails example_workflows/*.jpg"
 	@echo "make workflows  regenerate example_workflows/ (UI format) from dev/workflows/ (API format)"
@@ -75,6 +76,9 @@ screenshots: zoo-tiny
 
 world-models: host
 	$(PY) scripts/world_models.py $(WORLD_ARGS)
+
+tables:
+	$(PY) scripts/tables.py
 
 clean:
 	rm -rf demo-output .pytest_cache
