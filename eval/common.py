@@ -43,7 +43,43 @@ def world_parser(description: str, results: str, count: str = "--prompts"):
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--cfg", type=float, default=3.0)
     parser.add_argument("--out", default=os.path.join(HERE, "results", results))
+    parser.add_argument("--add", action="store_true",
+                        help="keep the runs already in --out (other training seeds, the same prompts, seeds, steps and "
+                             "cfg) and add these checkpoints' runs: one training seed measured at a time")
     return parser
+
+
+#: Report keys that describe the text, not the measurement: they may differ between the runs ``--add`` joins.
+_DESCRIPTIVE = ("method", "goal", "runs", "summary")
+
+
+def earlier_runs(add: bool, out: str, settings: dict) -> list[dict]:
+    """With ``add`` (``--add``): the runs already in the report ``out``, after checking that it was measured with the
+    same ``settings`` (the report's keys other than its method, goal, runs and summary); otherwise ``[]``.
+
+    Called before anything is sampled, so a mismatch costs nothing. A missing report is a ``ValueError`` too: ``--add``
+    says there is something to add to."""
+    if not add:
+        return []
+    if not os.path.isfile(out):
+        raise ValueError(f"--add: there is no report at {out!r} to add to; run without --add first")
+    with open(out) as f:
+        old = json.load(f)
+    settings = json.loads(json.dumps(settings))  # as the report holds them (tuples become lists)
+    differ = {k: (old.get(k), v) for k, v in settings.items() if k not in _DESCRIPTIVE and old.get(k) != v}
+    differ.update({k: (v, None) for k, v in old.items() if k not in _DESCRIPTIVE and k not in settings})
+    if differ:
+        raise ValueError(f"--add: {out!r} was measured with other settings ({sorted(differ)} differ: "
+                         f"{ {k: differ[k] for k in sorted(differ)} }); rerun every checkpoint without --add, or pass "
+                         "the settings it used")
+    return old["runs"]
+
+
+def join_runs(earlier: list[dict], new: list[dict]) -> list[dict]:
+    """``earlier`` runs with ``new`` ones added, a training seed measured again replacing its earlier run; in the order
+    of the training seeds."""
+    seeds = {r["training_seed"] for r in new}
+    return sorted([r for r in earlier if r["training_seed"] not in seeds] + new, key=lambda r: r["training_seed"])
 
 
 def start_world_eval(out: str) -> None:

@@ -23,7 +23,7 @@ The euler sampler, ``--steps`` steps, CFG ``--cfg``; writes ``eval/results/world
 from __future__ import annotations
 
 import numpy as np
-from common import load_world, log, run_record, start_world_eval, world_parser, write_report
+from common import earlier_runs, join_runs, load_world, log, run_record, start_world_eval, world_parser, write_report
 
 WORLD_SEED = 7007
 
@@ -128,7 +128,13 @@ def main(argv=None) -> int:
     sources = [scenes.caption(scenes.sample_scene(32, WORLD_SEED, i, objects=(1, 1), split="held_out"))
                for i in range(args.prompts)]
     seeds = [2000 + s for s in range(args.seeds)]
-    runs = [evaluate(p, sources, seeds, args.steps, args.cfg, args.cross, args.self_replace) for p in args.checkpoint]
+    report = {"method": " ".join(__doc__.split("\n\n")[1:4]).replace("\n", " "), "sources": sources,
+              "sampler_seeds": seeds, "steps": args.steps, "cfg": args.cfg, "cross_replace": args.cross,
+              "self_replace": args.self_replace,
+              "goal": "success >= 0.85 with iou >= 0.85; the baseline's iou far lower"}
+    earlier = earlier_runs(args.add, args.out, report)
+    runs = join_runs(earlier, [evaluate(p, sources, seeds, args.steps, args.cfg, args.cross, args.self_replace)
+                               for p in args.checkpoint])
     summary = {}
     for kind in ("colour", "shape"):
         summary[kind] = {}
@@ -136,11 +142,7 @@ def main(argv=None) -> int:
             vals = [r[kind][key] for r in runs if r[kind][key] is not None]
             summary[kind][key] = ({"mean": float(np.mean(vals)), "spread": float(np.max(vals) - np.min(vals))}
                                   if vals and key != "samples" else sum(r[kind]["samples"] for r in runs))
-    report = {"method": " ".join(__doc__.split("\n\n")[1:4]).replace("\n", " "), "sources": sources,
-              "sampler_seeds": seeds, "steps": args.steps, "cfg": args.cfg, "cross_replace": args.cross,
-              "self_replace": args.self_replace,
-              "goal": "success >= 0.85 with iou >= 0.85; the baseline's iou far lower", "runs": runs,
-              "summary": summary}
+    report.update(runs=runs, summary=summary)
     write_report(args.out, report)
     return 0
 

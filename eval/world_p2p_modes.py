@@ -24,7 +24,7 @@ The euler sampler, ``--steps`` steps, CFG ``--cfg``. Writes ``eval/results/world
 from __future__ import annotations
 
 import numpy as np
-from common import load_world, log, run_record, start_world_eval, world_parser, write_report
+from common import earlier_runs, join_runs, load_world, log, run_record, start_world_eval, world_parser, write_report
 
 WORLD_SEED = 7007
 
@@ -157,11 +157,13 @@ def main(argv=None) -> int:
     sources = [scenes.caption(scenes.sample_scene(32, WORLD_SEED, i, objects=(1, 1), split="held_out"))
                for i in range(args.prompts)]
     seeds = [3000 + s for s in range(args.seeds)]
-    runs = [evaluate(p, sources, seeds, args.steps, args.cfg, args.weights) for p in args.checkpoint]
     report = {"method": " ".join(__doc__.split("\n\n")[1:3]).replace("\n", " "), "sources": sources,
-              "sampler_seeds": seeds, "steps": args.steps, "cfg": args.cfg, "runs": runs,
+              "sampler_seeds": seeds, "steps": args.steps, "cfg": args.cfg,
               "goal": "refine success >= 0.85; reweight monotone; blend raises the PSNR outside the object; word maps "
                       "overlap their object far above chance"}
+    earlier = earlier_runs(args.add, args.out, report)
+    report["runs"] = join_runs(earlier, [evaluate(p, sources, seeds, args.steps, args.cfg, args.weights)
+                                         for p in args.checkpoint])
     write_report(args.out, report)
     return 0
 

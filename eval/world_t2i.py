@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from common import load_world, log, run_record, start_world_eval, world_parser, write_report
+from common import earlier_runs, join_runs, load_world, log, run_record, start_world_eval, world_parser, write_report
 
 WORLD_SEED = 7007
 CHANCE = {"shape": 1 / 6, "colour": 1 / 8, "size": 1 / 2, "position": 1 / 5, "background": 1 / 3}
@@ -55,7 +55,10 @@ def main(argv=None) -> int:
     objects = tuple(args.objects)
     sets = {"held_out": prompts(args.prompts, objects, "held_out"), "train_like": prompts(args.prompts, objects, "train")}
     seeds = [1000 + s for s in range(args.seeds)]
-    runs = [evaluate(p, sets, seeds, args.steps, args.cfg) for p in args.checkpoint]
+    report = {"method": __doc__.split("\n\n")[1].replace("\n", " "), "prompts": sets, "sampler_seeds": seeds,
+              "steps": args.steps, "cfg": args.cfg, "objects": list(objects), "goal": "shape, colour, position >= 0.9"}
+    earlier = earlier_runs(args.add, args.out, report)
+    runs = join_runs(earlier, [evaluate(p, sets, seeds, args.steps, args.cfg) for p in args.checkpoint])
     summary = {}
     for name in sets:
         summary[name] = {}
@@ -63,9 +66,7 @@ def main(argv=None) -> int:
             vals = [r[name][k] for r in runs if r[name].get(k) is not None]
             summary[name][k] = {"mean": float(np.mean(vals)), "spread": float(np.max(vals) - np.min(vals)),
                                 "chance": CHANCE.get(k)} if vals else None
-    report = {"method": __doc__.split("\n\n")[1].replace("\n", " "), "prompts": sets, "sampler_seeds": seeds,
-              "steps": args.steps, "cfg": args.cfg, "objects": list(objects), "goal": "shape, colour, position >= 0.9",
-              "runs": runs, "summary": summary}
+    report.update(runs=runs, summary=summary)
     write_report(args.out, report)
     return 0
 

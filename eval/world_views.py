@@ -29,7 +29,7 @@ The analyser reads every image (:mod:`models.analyser`). Chance of a view readin
 from __future__ import annotations
 
 import numpy as np
-from common import load_world, log, run_record, start_world_eval, world_parser, write_report
+from common import earlier_runs, join_runs, load_world, log, run_record, start_world_eval, world_parser, write_report
 
 WORLD_SEED = 7007
 
@@ -145,13 +145,14 @@ def main(argv=None) -> int:
     start_world_eval(args.out)
     prompt_pairs = pairs(args.pairs)
     seeds = [3000 + s for s in range(args.seeds)]
-    runs = [evaluate(p, prompt_pairs, seeds, args.steps, args.cfg) for p in args.checkpoint]
+    report = {"method": " ".join(__doc__.split("\n\n")[1:4]).replace("\n", " "), "pairs": prompt_pairs,
+              "sampler_seeds": seeds, "steps": args.steps, "cfg": args.cfg, "chance": 1 / 8 * 1 / 6 * 1 / 5}
+    earlier = earlier_runs(args.add, args.out, report)
+    runs = join_runs(earlier, [evaluate(p, prompt_pairs, seeds, args.steps, args.cfg) for p in args.checkpoint])
     summary = {k: {"mean": float(np.mean([r[k] for r in runs])),
                    "spread": float(np.max([r[k] for r in runs]) - np.min([r[k] for r in runs]))}
                for k in runs[0] if k.startswith(("anagram", "hybrid"))}
-    report = {"method": " ".join(__doc__.split("\n\n")[1:4]).replace("\n", " "), "pairs": prompt_pairs,
-              "sampler_seeds": seeds, "steps": args.steps, "cfg": args.cfg, "chance": 1 / 8 * 1 / 6 * 1 / 5,
-              "runs": runs, "summary": summary}
+    report.update(runs=runs, summary=summary)
     write_report(args.out, report)
     return 0
 
