@@ -11,10 +11,11 @@ Recipe (``RECIPE``; the work folder is ``--work``, default ``~/.cache/stepwise/w
    pairs (``--split train``), world seed ``DATA_SEED``;
 2. for each training seed of ``SEEDS``: ``train.py world`` for ``STEPS`` steps (batch 32, lr 3e-4, EMA 0.999, the
    text encoder trained with the UNet, PyTorch attention, one thread: the figure the README's timings use);
-3. each time a seed finishes, and when every seed is done: ``eval/world_t2i.py`` on the finished checkpoints
-   (held-out prompts and sampler seeds) -> ``eval/results/world_t2i.json``; with ``--ship`` each finished checkpoint
-   is written at once in fp16 to ``--ship-dir`` (default ``dev/world_models``) with the recipe, the data seed, its
-   first logged losses and the measured metrics in its metadata.
+3. each time a seed finishes, and when every seed is done: with ``--ship`` each finished checkpoint is written at
+   once in fp16 to ``--ship-dir`` (default ``dev/world_models``) with the recipe, the data seed, its first logged
+   losses and the machine in its metadata; then ``eval/world_t2i.py`` on the finished checkpoints (the shipped fp16
+   copies where there are some: the weights users load; held-out prompts and sampler seeds) ->
+   ``eval/results/world_t2i.json``, and each shipped copy gets the metrics measured on it in its metadata.
 
 A seed whose checkpoint is shipped counts as done even where the work folder is empty (a new machine): its shipped
 file is what the report reads, so a recipe run over several machines or sessions never trains a seed twice once
@@ -78,11 +79,10 @@ def steps_done(out: str) -> int:
         return int(json.loads(f.metadata()["stepwise"])["training"]["steps"])
 
 
-def ship(paths: list[str], ship_dir: str, report: dict, trained_on: str = "") -> list[str]:
-    """Write each checkpoint in fp16 to ``ship_dir`` with the recipe, data seed, first logged losses, the machine it
-    was trained on (``trained_on``) and its measured metrics in its metadata."""
+def ship(paths: list[str], ship_dir: str, trained_on: str = "") -> list[str]:
+    """Write each checkpoint in fp16 to ``ship_dir`` with the recipe, data seed, first logged losses and the machine it
+    was trained on (``trained_on``) in its metadata; :func:`stamp` adds the metrics once the fp16 copy is measured."""
     from safetensors import safe_open
-    from safetensors.torch import save_file
 
     os.makedirs(ship_dir, exist_ok=True)
     written = []
@@ -91,16 +91,36 @@ def ship(paths: list[str], ship_dir: str, report: dict, trained_on: str = "") ->
             meta = json.loads(f.metadata()["stepwise"])
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
-        run = next(r for r in report["runs"] if r["checkpoint"] == os.path.basename(path))
-        losses = _losses(path)
         meta["training"].update({"recipe": RECIPE, "data_seed": DATA_SEED, "data": DATA | {"objects": list(DATA["objects"])},
-                                 "first_losses": losses[:20], "trained_on": trained_on, "metrics": {k: run[k] for k in ("held_out", "train_like")}})
+                                 "first_losses": _losses(path)[:20], "trained_on": trained_on})
         out = shipped(path, ship_dir)
-        save_file(tensors, out + ".tmp", metadata={"stepwise": json.dumps(meta, sort_keys=True)})
-        os.replace(out + ".tmp", out)
+        _write(out, tensors, meta)
         written.append(out)
         log.info("shipped %s (%.1f MB)", out, os.path.getsize(out) / 2**20)
     return written
+
+
+def stamp(paths: list[str], report: dict) -> None:
+    """Add to each shipped checkpoint of ``paths`` that has none yet its metrics as ``report`` measured them on that
+    very file (the fp16 weights users load, not the fp32 ones they were rounded from)."""
+    from safetensors import safe_open
+
+    for path in paths:
+        with safe_open(path, framework="pt") as f:
+            meta = json.loads(f.metadata()["stepwise"])
+            if "metrics" in meta["training"]:
+                continue
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        run = next(r for r in report["runs"] if r["checkpoint"] == os.path.basename(path))
+        meta["training"]["metrics"] = {k: run[k] for k in ("held_out", "train_like")}
+        _write(path, tensors, meta)
+
+
+def _write(out: str, tensors: dict, meta: dict) -> None:
+    from safetensors.torch import save_file
+
+    save_file(tensors, out + ".tmp", metadata={"stepwise": json.dumps(meta, sort_keys=True)})
+    os.replace(out + ".tmp", out)
 
 
 def _losses(path: str) -> list[float]:
@@ -115,12 +135,13 @@ def shipped(out: str, ship_dir: str) -> str:
 
 
 def finished(out: str, ship_dir: str) -> str | None:
-    """The finished checkpoint of one seed: the work folder's (fp32) when it is complete, else the shipped fp16 copy
-    when there is one; ``None`` while the seed is still to train."""
-    if steps_done(out) >= STEPS:
-        return out
+    """The finished checkpoint of one seed: its shipped fp16 copy when there is one (the weights users load, so the
+    ones measured), else the work folder's fp32 checkpoint when it is complete; ``None`` while the seed is still to
+    train."""
     copy = shipped(out, ship_dir)
-    return copy if steps_done(copy) >= STEPS else None
+    if steps_done(copy) >= STEPS:
+        return copy
+    return out if steps_done(out) >= STEPS else None
 
 
 def report(paths: list[str], env: dict) -> dict:
@@ -149,17 +170,21 @@ def main(argv=None) -> int:
     data = os.path.join(args.work, "data")
     outs = [os.path.join(args.work, f"stepwise-world-s{seed}.safetensors") for seed in SEEDS]
 
+    def unshipped() -> list[str]:
+        return [o for o in outs if steps_done(o) >= STEPS > steps_done(shipped(o, args.ship_dir))]
+
     def finish() -> dict:
-        """Report on every finished seed and ship the ones whose fp32 checkpoint is in the work folder."""
+        """With ``--ship``, ship every seed finished in the work folder and not shipped yet; then report on every
+        finished seed (the shipped copies where there are some) and stamp the shipped copies with their metrics."""
+        if args.ship:
+            ship(unshipped(), args.ship_dir, f"{args.device}, OMP_NUM_THREADS={env['OMP_NUM_THREADS']}")
         done = [p for p in (finished(o, args.ship_dir) for o in outs) if p]
         summary = report(done, env)
-        if args.ship:
-            ship([p for p in done if p in outs], args.ship_dir, summary,
-                 f"{args.device}, OMP_NUM_THREADS={env['OMP_NUM_THREADS']}")
+        stamp([p for p in done if p not in outs], summary)
         return summary
 
-    if args.ship and any(steps_done(o) >= STEPS > steps_done(shipped(o, args.ship_dir)) for o in outs):
-        finish()  # a seed finished in an earlier part (or by hand) and not shipped yet: ship it before training on
+    # a seed finished in an earlier part (or by hand) and not shipped yet: ship it before training on
+    summary = finish() if args.ship and unshipped() else None
     for seed, out in zip(SEEDS, outs):
         if finished(out, args.ship_dir):
             continue
@@ -172,9 +197,9 @@ def main(argv=None) -> int:
         if steps_done(out) < STEPS:
             log.info("part over; run again to continue (seed %d at step %d of %d)", seed, steps_done(out), STEPS)
             return 0
-        if seed != SEEDS[-1]:  # the seed is done: report and ship it now, before the next seed's part can be cut off
-            finish()
-    summary = finish()
+        summary = finish()  # the seed is done: ship and report it now, before the next seed's part can be cut off
+    if summary is None:  # nothing trained or shipped in this part: report on what is there
+        summary = finish()
     log.info("recipe complete: %s", json.dumps(summary["summary"]["held_out"]))
     return 0
 
