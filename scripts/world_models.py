@@ -82,14 +82,10 @@ def steps_done(out: str) -> int:
 def ship(paths: list[str], ship_dir: str, trained_on: str = "") -> list[str]:
     """Write each checkpoint in fp16 to ``ship_dir`` with the recipe, data seed, first logged losses and the machine it
     was trained on (``trained_on``) in its metadata; :func:`stamp` adds the metrics once the fp16 copy is measured."""
-    from safetensors import safe_open
-
     os.makedirs(ship_dir, exist_ok=True)
     written = []
     for path in paths:
-        with safe_open(path, framework="pt") as f:
-            meta = json.loads(f.metadata()["stepwise"])
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors, meta = _read(path)
         tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
         meta["training"].update({"recipe": RECIPE, "data_seed": DATA_SEED, "data": DATA | {"objects": list(DATA["objects"])},
                                  "first_losses": _losses(path)[:20], "trained_on": trained_on})
@@ -103,17 +99,21 @@ def ship(paths: list[str], ship_dir: str, trained_on: str = "") -> list[str]:
 def stamp(paths: list[str], report: dict) -> None:
     """Add to each shipped checkpoint of ``paths`` that has none yet its metrics as ``report`` measured them on that
     very file (the fp16 weights users load, not the fp32 ones they were rounded from)."""
-    from safetensors import safe_open
-
     for path in paths:
-        with safe_open(path, framework="pt") as f:
-            meta = json.loads(f.metadata()["stepwise"])
-            if "metrics" in meta["training"]:
-                continue
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors, meta = _read(path)
+        if "metrics" in meta["training"]:
+            continue
         run = next(r for r in report["runs"] if r["checkpoint"] == os.path.basename(path))
         meta["training"]["metrics"] = {k: run[k] for k in ("held_out", "train_like")}
         _write(path, tensors, meta)
+
+
+def _read(path: str) -> tuple[dict, dict]:
+    """A checkpoint's tensors and its Stepwise metadata."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, json.loads(f.metadata()["stepwise"])
 
 
 def _write(out: str, tensors: dict, meta: dict) -> None:
