@@ -10,7 +10,7 @@ Recipe (``RECIPE``; the work folder is ``--work``, default ``~/.cache/stepwise/w
 1. data: ``train.py make-data --kind scenes`` of 1-object scenes at 32 px without the held-out colour-and-shape
    pairs (``--split train``), world seed ``DATA_SEED``;
 2. for each training seed of ``SEEDS``: ``train.py world`` for ``STEPS`` steps (batch 32, lr 3e-4, EMA 0.999, the
-   text encoder trained with the UNet, PyTorch attention, one thread: the figure the README's timings use);
+   text encoder trained with the UNet, PyTorch attention; the README gives the times on 2 CPU threads);
 3. each time a seed finishes, and when every seed is done: with ``--ship`` each finished checkpoint is written at
    once in fp16 to ``--ship-dir`` (default ``dev/world_models``) with the recipe, the data seed, its first logged
    losses and the machine in its metadata; then ``eval/world_t2i.py`` on the finished checkpoints (the shipped fp16
