@@ -1,6 +1,6 @@
 """The one loader of the checkpoints trainers start from or read, and of the VAEs that make their latents.
 
-- :func:`load_base`: a host checkpoint (SD1.x/SD2.x/SDXL, anything ``comfy.sd`` loads) as a
+- :func:`load_base`: a host checkpoint (SD1.x/SD2.x/SDXL, anything ``comfy.sd`` loads, or a world model) as a
   :class:`BaseCheckpoint`: its model in fp32, its text encoder, its VAE as a :class:`LatentCodec`, its name and
   hash for the metadata. The refiner and pose trainers fine-tune it; the estimator reads it.
 - :func:`load_vae`: the VAE of a checkpoint or VAE file, for from-scratch models in a VAE's latent space.
@@ -111,13 +111,34 @@ class BaseCheckpoint:
         return TextConditioning(cond, pooled, {k: v.cond.float() for k, v in extra.items()})
 
 
+def _world_parts(path: str):
+    """``(patcher, clip, vae)`` in fp32 when ``path`` is a world checkpoint trained from scratch (``train.py world``),
+    through the pack's own loader (the host's model detection does not know its config); ``None`` for anything else,
+    a world checkpoint fine-tuned from a host checkpoint included (the host loads those itself)."""
+    from ..models import world_model
+
+    try:
+        meta = checkpoint.read_metadata(path)
+    except checkpoint.CheckpointError:
+        return None
+    if meta["kind"] != "world" or meta["network"].get("config") != world_model.config_class().__name__:
+        return None
+    tensors, _ = checkpoint.load(path, "world")
+    return world_model.load_parts(tensors, dtype=torch.float32)
+
+
 def load_base(path: str | None, text: bool = True) -> BaseCheckpoint:
-    """Load the host checkpoint ``path`` (``--base``) in fp32; with ``text`` it must have a text encoder."""
+    """Load the host checkpoint ``path`` (``--base``) in fp32; with ``text`` it must have a text encoder. A world
+    checkpoint from ``train.py world`` counts as a host checkpoint (it is one, in SD1.5's layout)."""
     import comfy.sd
 
     if not path or not os.path.isfile(path):
         raise ValueError(f"--base {path!r} is not a file; give a checkpoint the host can load")
-    patcher, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(path, model_options={"dtype": torch.float32})
+    world = _world_parts(path)
+    if world is not None:
+        patcher, clip, vae = world
+    else:
+        patcher, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(path, model_options={"dtype": torch.float32})
     if text and (clip is None or vae is None):
         raise ValueError(f"--base {path!r} has no text encoder or VAE; use a full checkpoint")
     if vae is None:
@@ -153,10 +174,10 @@ class DiffusionBase:
             meta = checkpoint.read_metadata(path)
         except checkpoint.CheckpointError:
             pass
-        if meta is not None:
+        if meta is not None and meta["kind"] != "world":  # a world checkpoint is a host checkpoint: below
             if meta["kind"] not in ("refiner", "pose"):
                 raise ValueError(f"--base {path!r} is a {meta['kind']} checkpoint; give a diffusion model (a host "
-                                 "checkpoint, or a Stepwise refiner or pose model)")
+                                 "checkpoint, a world model, or a Stepwise refiner or pose model)")
             self.patcher = diffusion.model_patcher(*checkpoint.load(path), self.name)
             self.timestep_range = tuple(meta["timestep_range"])
             self.model = self.patcher.model
@@ -205,8 +226,13 @@ class DiffusionBase:
     @torch.no_grad()
     def x0(self, x: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """The model's denoised estimate of ``x`` noised with ``noise`` to ``sigma`` (B); σ = 0 returns ``x``."""
-        ms = self.model.model_sampling
         s = sigma.view(-1, *([1] * (x.ndim - 1)))
-        conds = {k: (v.expand(len(x), *v.shape[1:]) if torch.is_tensor(v) else v) for k, v in self.cond.items()}
-        out = self.model.apply_model(ms.noise_scaling(s, noise, x), sigma.clamp_min(1e-4), **conds).float()
+        out = self.denoise(self.model.model_sampling.noise_scaling(s, noise, x), sigma)
         return torch.where(s > 0, out, x)
+
+    @torch.no_grad()
+    def denoise(self, x_t: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The model's denoised estimate of ``x_t``, a sample already at noise level ``sigma`` (B) in the model's own
+        noising (``x + σ·n`` for eps/v, ``(1 − σ)·x + σ·n`` for flow): what a sampler's step calls."""
+        conds = {k: (v.expand(len(x_t), *v.shape[1:]) if torch.is_tensor(v) else v) for k, v in self.cond.items()}
+        return self.model.apply_model(x_t, sigma.clamp_min(1e-4), **conds).float()

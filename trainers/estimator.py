@@ -185,4 +185,4 @@ def evaluate(net, base: DiffusionBase, images: torch.Tensor, probes, steps: int,
         grid = mask_to_grid(torch.from_numpy(masks), tuple(heat.shape[-2:])) > 0.5
         rows.append({"probe": probe, "sigma": round(sigma, 4), "image_auroc": round(auroc(scores.cpu(), labels), 4),
                      "pixel_auroc": round(pixel_auroc(heat[len(clean):], grid), 4)})
-    return {"pairs": len(clean), "sampling_steps": steps, "probes": rows}
+    return {"pairs": len(clean), "sampling_steps": steps, "scheduler": "karras", "probes": rows}

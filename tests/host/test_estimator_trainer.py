@@ -2,6 +2,8 @@
 diffusion model's x0 estimates, checkpoints load for the nodes, resume is bit-exact, and bad options are named."""
 
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +15,7 @@ from stepwise.nodes.artifact import load_estimator
 from stepwise.trainers import EstimatorOptions, train_estimator
 from stepwise.trainers.base import DiffusionBase
 from stepwise.trainers.estimator import corrupted_pairs, evaluate, to_tensor
-from stepwise_dev import refiners
+from stepwise_dev import paths, refiners
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +103,27 @@ def test_auroc_of_the_ranking_is_what_the_evaluation_reports(trained, base):
     _, scores = est(to_tensor(np.concatenate([clean, bad])), 0.0)
     want = auroc(scores, torch.cat([torch.zeros(10), torch.ones(10)]))
     assert report["probes"][0]["image_auroc"] == pytest.approx(want, abs=1e-4)
+
+
+def test_a_world_model_is_a_base_the_estimator_reads(tmp_path):
+    """A from-scratch world checkpoint (train.py world) is a host checkpoint in SD1.5's layout that the host's model
+    detection does not know: the estimator (and every trainer's --base) reads it through the pack's own loader, in
+    the model's own (flow) noising, without registering anything with the host."""
+    from stepwise.models.scenes import render, sample_scene, write_dataset
+
+    world = paths.world_models()[paths.WORLD]
+    model = DiffusionBase(world, None, torch.device("cpu"))
+    assert model.parameterisation == "flow" and model.latent_space["vae"] == os.path.basename(world)
+    x = model.encode(to_tensor(np.stack([render(sample_scene(32, 99, i, objects=(1, 1)))[0] for i in range(4)])))
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    sigma = torch.full((4,), 0.5)
+    x0 = model.x0(x, sigma, noise)
+    torch.testing.assert_close(x0, model.denoise((1 - 0.5) * x + 0.5 * noise, sigma))  # flow: (1 − σ)·x + σ·n
+    # a trained model: half-noised scenes come back far closer than the noisy input (a random UNet would not)
+    assert (x0 - x).pow(2).mean() < 0.25 * ((0.5 * x + 0.5 * noise) - x).pow(2).mean()
+    data = str(tmp_path / "scenes")
+    write_dataset(data, 20, 32, seed=3, objects=(1, 1))
+    out = str(tmp_path / "world-estimator.safetensors")
+    meta = train_estimator(_opts(data, world, out, t_range=(0, 1000), steps=2, batch=2, probes=(0.5,)))
+    assert meta["parameterisation"] == "flow" and meta["base"]["name"] == os.path.basename(world)
+    assert load_estimator(out, "world-estimator.safetensors").net is not None
