@@ -105,3 +105,20 @@ def run_record(path: str, meta: dict) -> dict:
     """The head of one checkpoint's entry in a report: file, training seed and steps."""
     return {"checkpoint": os.path.basename(path), "training_seed": meta["training"]["seed"],
             "training_steps": meta["training"]["steps"]}
+
+
+def over_seeds(rows: list[dict], by: tuple[str, ...], values: tuple[str, ...], digits: int = 4,
+               keep: tuple[str, ...] = ()) -> list[dict]:
+    """Rows measured once per training seed, grouped by the keys ``by`` (groups in first-seen order): per group its
+    ``by`` values, ``keep`` (copied from the group's first row: the same for every seed), ``train_seeds`` (how many
+    rows) and, for each of ``values``, ``{"mean", "spread"}`` over the seeds (spread: max − min), rounded to
+    ``digits``."""
+    out = []
+    for key in dict.fromkeys(tuple(r[k] for k in by) for r in rows):
+        cell = [r for r in rows if tuple(r[k] for k in by) == key]
+        entry = {**dict(zip(by, key)), **{k: cell[0][k] for k in keep if k in cell[0]}, "train_seeds": len(cell)}
+        for name in values:
+            vals = [float(r[name]) for r in cell]
+            entry[name] = {"mean": round(sum(vals) / len(vals), digits), "spread": round(max(vals) - min(vals), digits)}
+        out.append(entry)
+    return out

@@ -27,7 +27,7 @@ import sys
 import time
 
 import numpy as np
-from common import HERE, REPO, log, start_eval, write_report
+from common import HERE, REPO, log, over_seeds, start_eval, write_report
 
 
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -131,15 +131,8 @@ def main(argv=None) -> int:
                  rows[-1]["psnr_before"], rows[-1]["psnr_after"], rows[-1]["psnr_mask_before"],
                  rows[-1]["psnr_mask_after"])
 
-    summary = []
-    for start_t, name, mask in dict.fromkeys((r["start_t"], r["model"], r["mask"]) for r in rows):
-        cell = [r for r in rows if (r["start_t"], r["model"], r["mask"]) == (start_t, name, mask)]
-        entry = {"model": name, "start_t": start_t, "mask": mask, "train_seeds": len(cell)}
-        for key in ("psnr_before", "psnr_after", "psnr_mask_before", "psnr_mask_after"):
-            values = [r[key] for r in cell]
-            entry[key] = {"mean": round(float(np.mean(values)), 2),
-                          "spread": round(float(np.max(values) - np.min(values)), 2)}
-        summary.append(entry)
+    summary = over_seeds(rows, ("model", "start_t", "mask"),
+                         ("psnr_before", "psnr_after", "psnr_mask_before", "psnr_mask_after"), digits=2)
     report = {"experiment": "refiner_quality", "world": args.world, "resolution": args.resolution,
               "train_images": args.train_images, "test_images": args.test_images, "train_steps": args.steps,
               "train_seeds": args.train_seeds, "batch": args.batch, "arch": "tiny", "sampler": "euler/karras",

@@ -1,5 +1,5 @@
-"""``eval/world_*.py --add``: one training seed measured at a time joins the runs already in a report only when the
-report was measured the same way (``eval/common.py``)."""
+"""``eval/common.py``: ``eval/world_*.py --add`` joins one training seed at a time to the runs already in a report only
+when the report was measured the same way; ``over_seeds`` summarises per-seed rows as mean and spread."""
 
 import importlib.util
 import json
@@ -60,3 +60,14 @@ def test_a_seed_measured_again_replaces_its_run_and_runs_follow_the_seeds():
     earlier = [{"training_seed": 0, "v": 1}, {"training_seed": 2, "v": 2}]
     joined = common.join_runs(earlier, [{"training_seed": 1, "v": 3}, {"training_seed": 2, "v": 4}])
     assert joined == [{"training_seed": 0, "v": 1}, {"training_seed": 1, "v": 3}, {"training_seed": 2, "v": 4}]
+
+
+def test_over_seeds_gives_mean_and_spread_per_group_in_first_seen_order():
+    rows = [{"probe": 0.5, "method": "trained", "step": 10, "auroc": 0.6, "pixel": 0.7},
+            {"probe": 0.5, "method": "free", "step": 10, "auroc": 0.5, "pixel": 0.9},
+            {"probe": 0.5, "method": "trained", "step": 10, "auroc": 0.8, "pixel": 0.7}]
+    out = common.over_seeds(rows, ("probe", "method"), ("auroc", "pixel"), digits=3, keep=("step", "missing"))
+    assert out == [{"probe": 0.5, "method": "trained", "step": 10, "train_seeds": 2,
+                    "auroc": {"mean": 0.7, "spread": 0.2}, "pixel": {"mean": 0.7, "spread": 0.0}},
+                   {"probe": 0.5, "method": "free", "step": 10, "train_seeds": 1,
+                    "auroc": {"mean": 0.5, "spread": 0.0}, "pixel": {"mean": 0.9, "spread": 0.0}}]
