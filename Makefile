@@ -96,3 +96,4 @@ eval: zoo-tiny
 	$(PY) eval/refiner_quality.py --world scenes --train-seeds 7 8
 	$(PY) eval/pose_quality.py
 	$(PY) eval/artifact_quality.py
+	$(PY) eval/artifact_quality.py --world scenes --train-images 1024
