@@ -113,7 +113,7 @@ def world() -> str:
          "whole image: " + _cells(mode_runs, ["maps.iou_chance"], 3)),
     ]
     rows += _views(view_runs, "anagram", views["chance"]) + _views(view_runs, "hybrid", views["chance"])
-    rows.append(_refiner_world_row())
+    rows += [_refiner_world_row(), _pose_world_row(), _estimator_world_row()]
     lines = [f"| technique | metric | {head} | naive baseline |", "|---|---|---|---|"]
     lines += [f"| {' | '.join(row)} |" for row in rows]
     return "\n".join(lines)
@@ -133,11 +133,56 @@ def _refiner_world_row() -> tuple[str, str, str, str]:
             f"the corrupted input: {row['psnr_mask_before']['mean']:.2f} / {row['psnr_before']['mean']:.2f} dB")
 
 
-def _summary_cell(value) -> str:
-    """A refiner experiment's cell: a number (one training seed) or ``{"mean", "spread"}`` (several)."""
+def _pose_world_row() -> tuple[str, str, str, str]:
+    d = max((_load(n) for n in ("pose_quality.json", "pose_quality_3000.json")), key=lambda d: d["train_steps"])
+    cfg = max(r["cfg"] for r in d["summary"])
+    pose = next(r for r in d["summary"] if r["model"] == "pose" and r["cfg"] == cfg)
+    plain = next(r for r in d["summary"] if r["model"] == "unconditioned")
+    ceiling = d["ceiling_pck@0.1"]
+    met = "met" if pose["pck@0.1"]["mean"] >= 0.8 * ceiling else "missed"
+    return (f"Keypoint Condition on the world's stick figures ({d['resolution']} px, {d['train_steps']:,} steps, "
+            f"CFG {cfg:g}; {len(d['train_seeds'])} training seeds)", "PCK@0.1 / PCK@0.2",
+            f"{_summary_cell(pose['pck@0.1'], 3)} / {_summary_cell(pose['pck@0.2'], 3)} (goal {0.8 * ceiling:.2f}, "
+            f"0.8 of the joint finder's ceiling {ceiling:.3f}: {met})",
+            f"the same model never shown a pose: {_summary_cell(plain['pck@0.1'], 3)} / "
+            f"{_summary_cell(plain['pck@0.2'], 3)}")
+
+
+def _estimator_world_row() -> tuple[str, str, str, str]:
+    d = _load("artifact_quality_world.json")
+    half = {r["method"]: r for r in d["summary"]["auroc"] if r["probe"] == 0.5}
+    trained, free = half["trained"], half["training-free discrepancy"]
+    met = "met" if trained["image_auroc"]["mean"] >= 0.9 else "missed"
+    return (f"Artifact Estimator on the world models' x0 estimates (half the schedule, σ = {trained['sigma']:g}; "
+            f"{len(d['estimators'])} training seeds)", "image AUROC / pixel AUROC",
+            f"{_summary_cell(trained['image_auroc'], 3)} / {_summary_cell(trained['pixel_auroc'], 3)} "
+            f"(goal image 0.9: {met})",
+            f"training-free discrepancy: {_summary_cell(free['image_auroc'], 3)} / "
+            f"{_summary_cell(free['pixel_auroc'], 3)}; constant 0.500 / 0.500")
+
+
+def artifact_world() -> str:
+    """Artifact Estimator on the world models: AUROC per probe and method, mean ± spread over the training seeds."""
+    d = _load("artifact_quality_world.json")
+    lines = ["| probe | σ | artifact left in x0 | method | image AUROC | pixel AUROC | corrupted removed (keep 1 of 4) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    early = {(r["probe"], r["method"]): r for r in d["summary"]["early_rejection"]}
+    left = {r["probe"]: _summary_cell(r["artifact_signal"]) for r in d["summary"]["artifact_signal"]}
+    for r in d["summary"]["auroc"]:
+        e = early.get((r["probe"], r["method"]))
+        removed = f"{_summary_cell(e['corrupted_removed'])} ({e['model_calls']} / {e['model_calls_all_finished']} calls)" \
+            if e else "—"
+        lines.append(f"| {_probe(r['probe'], r['step'])} | {r['sigma']:.3f} | {left[r['probe']]} | {r['method']} | "
+                     f"{_summary_cell(r['image_auroc'], 3)} | {_summary_cell(r['pixel_auroc'], 3)} | {removed} |")
+    lines.append("| any | — | — | constant predictor | 0.500 | 0.500 | 0.00 |")
+    return "\n".join(lines)
+
+
+def _summary_cell(value, digits: int = 2) -> str:
+    """An experiment's cell: a number (one training seed) or ``{"mean", "spread"}`` (several)."""
     if isinstance(value, dict):
-        return f"{value['mean']:.2f} ± {value['spread']:.2f}"
-    return f"{value:.2f}"
+        return f"{value['mean']:.{digits}f} ± {value['spread']:.{digits}f}"
+    return f"{value:.{digits}f}"
 
 
 def _plain(value) -> float:
@@ -167,14 +212,19 @@ def _refiner(name: str, whole_image_at_last_only: bool) -> str:
 
 def pose() -> str:
     """Keypoint Condition: PCK of the pose model against the unconditioned one, flow and eps (``pose_quality.py``)."""
-    lines = ["| parameterisation | model | cfg | PCK@0.1 | PCK@0.2 | final loss |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    for name in ("pose_quality.json", "pose_quality_eps.json"):
+    lines = ["| parameterisation | steps | training seeds | model | poses | cfg | PCK@0.1 | PCK@0.2 | final loss |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name in ("pose_quality.json", "pose_quality_3000.json", "pose_quality_eps.json"):
         d = _load(name)
-        for r in d["results"]:
-            lines.append(f"| {d['parameterisation']} | {r['model']} | {r['cfg']:g} | {r['pck@0.1']:.3f} | "
-                         f"{r['pck@0.2']:.3f} | {r['final_loss']:.4f} |")
-    lines.append(f"| — | ground-truth renders (ceiling) | — | {d['ceiling_pck@0.1']:.3f} | {d['ceiling_pck@0.2']:.3f} | — |")
+        head = f"| {d['parameterisation']} | {d['train_steps']} | {', '.join(map(str, d.get('train_seeds', [7])))} |"
+        for r in d.get("summary") or d["results"]:  # a summary over training seeds, or one seed's rows
+            lines.append(f"{head} {r['model']} | held out | {r['cfg']:g} | {_summary_cell(r['pck@0.1'], 3)} | "
+                         f"{_summary_cell(r['pck@0.2'], 3)} | {_summary_cell(r['final_loss'], 4)} |")
+        for r in d.get("training_poses_summary", []):
+            lines.append(f"{head} pose | training | {r['cfg']:g} | {_summary_cell(r['pck@0.1'], 3)} | "
+                         f"{_summary_cell(r['pck@0.2'], 3)} | — |")
+    lines.append(f"| — | — | — | ground-truth renders (ceiling) | held out | — | {d['ceiling_pck@0.1']:.3f} | "
+                 f"{d['ceiling_pck@0.2']:.3f} | — |")
     return "\n".join(lines)
 
 
@@ -211,6 +261,7 @@ TABLES = {
     "pose": pose,
     "artifact-auroc": artifact_auroc,
     "artifact-rejection": artifact_rejection,
+    "artifact-world": artifact_world,
     "refiner-shapes": lambda: _refiner("refiner_quality.json", whole_image_at_last_only=False),
     "refiner-world": lambda: _refiner("refiner_quality_world.json", whole_image_at_last_only=True),
     "world": world,
