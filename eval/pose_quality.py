@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     truth = np.stack(truth)
     ceiling, ceiling_joints = pck(np.stack(renders), truth)
     ceiling_loose, _ = pck(np.stack(renders), truth, 0.2)
-    # the first training figures' poses (unaugmented): does the model place joints it was shown, held out aside?
+    # the first training figures' poses (unaugmented): does the model place the joints of poses it was trained on?
     seen = np.stack([np.concatenate([figure_image(size, 1, i)[1], np.ones((17, 1))], 1)
                      for i in range(args.test_poses)])
 
