@@ -36,7 +36,9 @@ import time
 import numpy as np
 from common import HERE, REPO, log, over_seeds, start_eval, write_report
 
-WORLD_MODELS = [os.path.join(REPO, "dev", "world_models", f"stepwise-world-s{seed}.safetensors") for seed in (0, 1)]
+from stepwise_dev import paths
+
+WORLD_MODELS = [os.path.join(paths.WORLD_MODELS, f"stepwise-world-s{seed}.safetensors") for seed in (0, 1)]
 
 
 def main(argv=None) -> int:
@@ -77,12 +79,11 @@ def main(argv=None) -> int:
     start_eval(args.out)
     import torch
 
-    from stepwise.kernels import artifact
     from stepwise.models import checkpoint, scenes
     from stepwise.models.world import make_data, shape_image
     from stepwise.nodes.artifact import load_estimator
     from stepwise.trainers.base import DiffusionBase
-    from stepwise.trainers.estimator import corrupted_pairs, mask_to_grid, to_tensor
+    from stepwise.trainers.estimator import corrupted_pairs
 
     os.makedirs(args.work, exist_ok=True)
     train = os.path.join(REPO, "train.py")
@@ -138,7 +139,7 @@ def main(argv=None) -> int:
     for base_path, seed in runs:
         measured = measure(args, DiffusionBase(base_path, None, torch.device("cpu")),
                            load_estimator(est_paths[seed], os.path.basename(est_paths[seed])), clean, bad, labels,
-                           pixel_masks, artifact, mask_to_grid, to_tensor)
+                           pixel_masks)
         for r in measured[0] + measured[1] + measured[2]:
             r.update({"train_seed": seed, "base": os.path.basename(base_path)} if scenes_world else {})
         rows += measured[0]
@@ -168,11 +169,14 @@ def main(argv=None) -> int:
     return 0
 
 
-def measure(args, base, estimator, clean, bad, labels, pixel_masks, artifact, mask_to_grid, to_tensor):
+def measure(args, base, estimator, clean, bad, labels, pixel_masks):
     """AUROC rows, simulated early-rejection rows and the artifact's share left in the x0 estimate (per probe) of one
     estimator on ``base``'s x0 estimates of the pairs."""
     import comfy.samplers
     import torch
+
+    from stepwise.kernels import artifact
+    from stepwise.trainers.estimator import mask_to_grid, to_tensor
 
     x = base.encode(to_tensor(np.concatenate([clean, bad])))
     gen = torch.Generator().manual_seed(7)

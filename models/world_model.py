@@ -86,6 +86,13 @@ def config_class():
     return StepwiseWorldSD15
 
 
+def from_scratch(meta: dict) -> bool:
+    """Whether Stepwise metadata ``meta`` is a world model trained from scratch (:func:`config_class`'s network, which
+    the host's model detection does not know; read it with :func:`load_parts`). A world checkpoint fine-tuned from a
+    host checkpoint is of the host's own kind, and the host loads it itself."""
+    return meta["kind"] == "world" and meta["network"].get("config") == config_class().__name__
+
+
 def new_parts(dtype=None, device=None):
     """A freshly built (uninitialised) world model: ``(model, clip, vae)`` as the host's loader returns them
     (``BaseModel``, ``comfy.sd.CLIP``, ``comfy.sd.VAE``), in fp32 on the CPU unless told otherwise; initialise

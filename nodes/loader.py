@@ -110,8 +110,8 @@ class LoadStepwiseWorldCheckpoint(io.ComfyNode):
         if meta["kind"] != "world":
             raise checkpoint.CheckpointError(f"{ckpt_name}: holds {checkpoint.a(meta['kind'])} checkpoint, not a world "
                                              "text-to-image model; load it with Load Stepwise Checkpoint")
-        config = meta["network"].get("config")
-        if config != world_model.config_class().__name__:
+        if not world_model.from_scratch(meta):
+            config = meta["network"].get("config")
             raise checkpoint.CheckpointError(f"{ckpt_name}: a world checkpoint fine-tuned from a {config} checkpoint "
                                              "is of the host's own kind; put it in models/checkpoints and load it "
                                              "with the host's Load Checkpoint")

@@ -121,7 +121,7 @@ def _world_parts(path: str):
         meta = checkpoint.read_metadata(path)
     except checkpoint.CheckpointError:
         return None
-    if meta["kind"] != "world" or meta["network"].get("config") != world_model.config_class().__name__:
+    if not world_model.from_scratch(meta):
         return None
     tensors, _ = checkpoint.load(path, "world")
     return world_model.load_parts(tensors, dtype=torch.float32)
