@@ -12,7 +12,8 @@ Training-free measures (no checkpoint), each a per-pixel map (B×H×W, ≥ 0) on
 Scores: :func:`score` reduces a map to one number per image (mean of its top ``fraction`` of pixels, so a
 small artifact is not averaged away). Metrics: :func:`auroc` (image level, Mann–Whitney U with ties) and
 :func:`pixel_auroc` (every pixel of every image pooled). :func:`early_reject_calls` is the model-call count of
-early rejection.
+early rejection. :func:`balanced_sigma` is the probe level at which a re-noised image is as much signal as noise in a
+model's own noising (σ = 1 for SD-style ``x0 + σ ε``, σ = 1/2 for rectified flow's ``(1 − σ) x0 + σ ε``).
 """
 
 from __future__ import annotations
@@ -101,3 +102,33 @@ def early_reject_calls(seeds: int, probe_step: int, kept: int, steps: int, calls
     if not 0 <= probe_step <= steps:
         raise ValueError(f"probe step {probe_step} must be within the {steps} steps")
     return (seeds * probe_step + kept * (steps - probe_step)) * calls_per_step
+
+
+def balanced_sigma(scales, lo: float, hi: float, iterations: int = 60) -> float:
+    """σ in ``[lo, hi]`` at which a noised sample is as much signal as noise: ``noise(σ) = signal(σ)``.
+
+    ``scales(σ) -> (signal, noise)`` are the coefficients of x0 and of ε in the model's noising at σ (SD-style
+    ``x0 + σ ε``: (1, σ), so σ = 1; rectified flow ``(1 − σ) x0 + σ ε``: (1 − σ, σ), so σ = 1/2). The ratio
+    noise/signal must rise with σ; bisection on log σ. Where it never reaches 1 inside the range, the nearer end.
+    """
+    import math
+
+    if not 0 < lo < hi:
+        raise ValueError(f"the sigma range [{lo}, {hi}] must satisfy 0 < lo < hi")
+
+    def ratio(sigma: float) -> float:
+        signal, noise = scales(sigma)
+        return math.inf if signal <= 0 else noise / signal
+
+    if ratio(lo) >= 1:
+        return lo
+    if ratio(hi) <= 1:
+        return hi
+    a, b = math.log(lo), math.log(hi)
+    for _ in range(iterations):
+        mid = (a + b) / 2
+        if ratio(math.exp(mid)) < 1:
+            a = mid
+        else:
+            b = mid
+    return math.exp((a + b) / 2)

@@ -7,7 +7,9 @@ so it works at any step of the reverse process:
   (x0, σ) and gives per-pixel logits and a score (:mod:`models.estimator`).
 - ``training-free``: denoise discrepancy (:func:`kernels.artifact.discrepancy`): x0 is re-noised to
   ``probe_sigma`` with a fixed noise and denoised once; the per-pixel change is the heatmap (what the model
-  would redraw), its top-5 % mean the score. Costs one model call (two with cfg > 1).
+  would redraw), its top-5 % mean the score. Costs one model call (two with cfg > 1). ``probe_sigma`` 0 (the
+  default) is the model's own balanced level (:func:`probe_level`): σ 1 on SD-style models, 1/2 on flow models,
+  where σ 1 would be pure noise and the "redraw" only the model's unconditional mean.
 
 Outputs: one score per image (higher = more artifact), the heatmap as a MASK at image resolution (0..1, each
 image scaled by its own peak), and an IMAGE overlay for viewing.
@@ -197,12 +199,37 @@ def estimate(model, positive, negative, latent: dict, sigma: float, mode: str, e
         return estimator(x0, sigma)
     noise = comfy.sample.prepare_noise(samples, seed)
     outer = model.get_model_object("process_latent_out")(x0)
-    again = denoise_once(model, positive, negative, outer, probe_sigma, cfg, noise=noise, seed=seed)
+    probe = probe_level(model, probe_sigma)
+    log.info("training-free probe at sigma %.4g", probe)
+    again = denoise_once(model, positive, negative, outer, probe, cfg, noise=noise, seed=seed)
     heat = artifact.discrepancy(x0, again)
     return artifact.normalise(heat), artifact.score(heat)
 
 
 MODES = ("training-free", "trained")
+
+
+def probe_level(model, probe_sigma: float) -> float:
+    """σ of the training-free re-noising: ``probe_sigma``, or for 0 (auto) the σ at which the re-noised latent is
+    as much signal as noise in the model's own noising (:func:`kernels.artifact.balanced_sigma` on its
+    ``model_sampling``: 1.0 on SD-style models, 0.5 on flow models). A σ at or above the model's largest one
+    leaves no trace of the image, so it is refused."""
+    sampling = model.get_model_object("model_sampling")
+    lo, hi = float(sampling.sigma_min), float(sampling.sigma_max)
+    if probe_sigma == 0:
+        one, zero = torch.ones(1, 1), torch.zeros(1, 1)
+
+        def scales(sigma: float) -> tuple[float, float]:
+            s = torch.tensor([sigma])
+            return float(sampling.noise_scaling(s, zero, one)), float(sampling.noise_scaling(s, one, zero))
+
+        return artifact.balanced_sigma(scales, lo, hi)
+    if probe_sigma >= hi:
+        auto = probe_level(model, 0.0)
+        raise ValueError(f"probe_sigma {probe_sigma:g} is at or above this model's largest sigma ({hi:.4g}): re-noised "
+                         f"there, nothing of the image is left to redraw; use 0 (auto: {auto:.3g} for this model) or a "
+                         f"value below {hi:.4g}")
+    return probe_sigma
 
 
 def check_mode(mode: str, estimator, model) -> None:
@@ -245,9 +272,11 @@ class ArtifactEstimator(io.ComfyNode):
                 io.Float.Input("sigma", default=0.0, min=0.0, max=1000.0, step=0.001,
                                tooltip="Noise level of the latent: 0 for a finished one. Ignored when sigmas is "
                                        "connected or the latent carries its sigma (from Artifact Early Reject)."),
-                io.Float.Input("probe_sigma", default=1.0, min=0.01, max=100.0, step=0.01,
+                io.Float.Input("probe_sigma", default=0.0, min=0.0, max=100.0, step=0.01,
                                tooltip="training-free: the noise level (σ) x0 is re-noised to before it is denoised "
-                                       "again; 1.0 is about timestep 350 of SD1.5's schedule."),
+                                       "again. 0 = auto: half signal, half noise for this model (σ 1.0 on SD-style "
+                                       "models, about timestep 350 of SD1.5's schedule; 0.5 on flow models). Must "
+                                       "stay below the model's largest σ."),
                 io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1,
                                tooltip="CFG scale of the model calls (1 = one call, positive only)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=False,

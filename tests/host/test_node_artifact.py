@@ -137,3 +137,29 @@ def test_a_latent_too_small_to_estimate_is_named(tiny_models, mode, size):
                                   cfg=1.0, seed=0, estimator=estimator)
     with pytest.raises(ValueError, match="x0 is 1×1; the artifact estimator needs at least 2 latent cells"):
         estimator(torch.zeros(1, 3, 1, 1), 0.0)  # Artifact Early Reject's path to the network
+
+
+def test_auto_probe_sigma_is_the_models_half_signal_level(tiny_models):
+    """probe_sigma 0 (the default) re-noises to where signal equals noise in the model's own noising: σ 1 on an
+    SD-style model, σ 1/2 on a flow model (the world model), where σ 1 is pure noise and is refused."""
+    from stepwise.models import checkpoint, world_model
+    from stepwise.models.scenes import render, sample_scene
+    from stepwise.nodes.artifact import probe_level
+
+    eps = tiny_models[paths.TINY_PIXEL][0]
+    assert probe_level(eps, 0.0) == pytest.approx(1.0, rel=1e-6) and probe_level(eps, 2.5) == 2.5
+    tensors, _ = checkpoint.load(paths.world_models()[paths.WORLD], "world")
+    flow, clip, vae = world_model.load_parts(tensors)
+    assert probe_level(flow, 0.0) == pytest.approx(0.5, rel=1e-6)
+    with pytest.raises(ValueError, match=r"probe_sigma 1 is at or above this model's largest sigma \(1\): .* use 0 "
+                                         r"\(auto: 0.5 for this model\) or a value below 1"):
+        probe_level(flow, 1.0)
+    pixels = torch.stack([torch.from_numpy(render(sample_scene(32, 99, i, objects=(1, 1)))[0].copy()).float() / 255
+                          for i in range(2)])
+    args = dict(model=flow, positive=encode(clip, "a red circle"), negative=encode(clip, ""),
+                latent={"samples": vae.encode(pixels)}, mode="training-free", sigma=0.0, cfg=1.0, seed=0)
+    auto = ArtifactEstimator.execute(probe_sigma=0.0, **args).result
+    half = ArtifactEstimator.execute(probe_sigma=0.5, **args).result
+    assert auto[0] == pytest.approx(half[0], rel=1e-5) and torch.allclose(auto[1], half[1], atol=1e-5)
+    with pytest.raises(ValueError, match="probe_sigma 1 is at or above"):
+        ArtifactEstimator.execute(probe_sigma=1.0, **args)

@@ -82,3 +82,17 @@ def test_early_reject_call_count():
         artifact.early_reject_calls(4, 5, 5, 20)
     with pytest.raises(ValueError, match="probe step 30"):
         artifact.early_reject_calls(4, 30, 1, 20)
+
+
+def test_balanced_sigma_is_where_noise_equals_signal():
+    # SD-style x0 + σ ε: σ = 1; rectified flow (1 − σ) x0 + σ ε: σ = 1/2; variance preserving with
+    # ᾱ = 1 / (1 + σ²) is SD-style again after scaling, so σ = 1
+    assert artifact.balanced_sigma(lambda s: (1.0, s), 0.03, 14.6) == pytest.approx(1.0, rel=1e-9)
+    assert artifact.balanced_sigma(lambda s: (1.0 - s, s), 1e-3, 1.0) == pytest.approx(0.5, rel=1e-9)
+    assert artifact.balanced_sigma(lambda s: ((1 + s * s) ** -0.5, s * (1 + s * s) ** -0.5), 0.03, 14.6) == \
+        pytest.approx(1.0, rel=1e-9)
+    # outside the range: the nearer end
+    assert artifact.balanced_sigma(lambda s: (1.0, s), 2.0, 14.6) == 2.0
+    assert artifact.balanced_sigma(lambda s: (1.0, s), 0.03, 0.5) == 0.5
+    with pytest.raises(ValueError, match=r"the sigma range \[1.0, 0.5\] must satisfy 0 < lo < hi"):
+        artifact.balanced_sigma(lambda s: (1.0, s), 1.0, 0.5)
