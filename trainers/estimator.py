@@ -156,6 +156,12 @@ def train_estimator(opts: EstimatorOptions) -> dict:
     return train(opts, setup)
 
 
+def eval_scheduler(parameterisation: str) -> str:
+    """The schedule the held-out evaluation probes on: ``simple`` for flow models (what their workflows sample with;
+    karras's spacing puts a flow model's "half way" at σ 0.06, nearly finished), ``karras`` otherwise."""
+    return "simple" if parameterisation == "flow" else "karras"
+
+
 def probe_sigma(model_sampling, probe: float, steps: int, scheduler: str = "karras") -> float:
     """σ after ``round(probe · steps)`` steps of a ``steps``-step schedule (probe 1.0: the finished image, σ = 0)."""
     import comfy.samplers
@@ -176,8 +182,9 @@ def evaluate(net, base: DiffusionBase, images: torch.Tensor, probes, steps: int,
     labels = torch.cat([torch.zeros(len(clean)), torch.ones(len(bad))])
     noise = torch.randn((len(clean), *x.shape[1:]), generator=torch.Generator().manual_seed(seed)).to(x.device)
     rows = []
+    scheduler = eval_scheduler(base.parameterisation)
     for probe in probes:
-        sigma = probe_sigma(base.model.model_sampling, probe, steps)
+        sigma = probe_sigma(base.model.model_sampling, probe, steps, scheduler)
         s = torch.full((len(x),), sigma, device=x.device)
         x0 = base.x0(x, s, noise.repeat(2, 1, 1, 1))
         logits, scores = net(x0, s)
@@ -185,4 +192,4 @@ def evaluate(net, base: DiffusionBase, images: torch.Tensor, probes, steps: int,
         grid = mask_to_grid(torch.from_numpy(masks), tuple(heat.shape[-2:])) > 0.5
         rows.append({"probe": probe, "sigma": round(sigma, 4), "image_auroc": round(auroc(scores.cpu(), labels), 4),
                      "pixel_auroc": round(pixel_auroc(heat[len(clean):], grid), 4)})
-    return {"pairs": len(clean), "sampling_steps": steps, "scheduler": "karras", "probes": rows}
+    return {"pairs": len(clean), "sampling_steps": steps, "scheduler": scheduler, "probes": rows}

@@ -47,7 +47,7 @@ def trained(shapes, base, tmp_path_factory):
 def test_short_training_separates_corrupted_from_clean(trained, base):
     out, meta = trained
     assert meta["kind"] == "estimator" and meta["latent_space"] == {"kind": "pixel", "channels": 3}
-    assert meta["evaluation"]["probes"][-1]["probe"] == 1.0
+    assert meta["evaluation"]["probes"][-1]["probe"] == 1.0 and meta["evaluation"]["scheduler"] == "karras"
     est = load_estimator(out, "estimator.safetensors")
     model = DiffusionBase(base, None, torch.device("cpu"))
     held_out = torch.stack([to_tensor(shape_image(32, 77, i)[0][None])[0] for i in range(96)])  # unseen seed
@@ -126,4 +126,7 @@ def test_a_world_model_is_a_base_the_estimator_reads(tmp_path):
     out = str(tmp_path / "world-estimator.safetensors")
     meta = train_estimator(_opts(data, world, out, t_range=(0, 1000), steps=2, batch=2, probes=(0.5,)))
     assert meta["parameterisation"] == "flow" and meta["base"]["name"] == os.path.basename(world)
+    # the held-out probe of a flow model is half way down the `simple` schedule its workflows use (σ 0.5 of 1)
+    assert meta["evaluation"]["scheduler"] == "simple"
+    assert meta["evaluation"]["probes"][0]["sigma"] == pytest.approx(0.5, abs=1e-3)
     assert load_estimator(out, "world-estimator.safetensors").net is not None
