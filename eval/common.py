@@ -75,11 +75,12 @@ def earlier_runs(add: bool, out: str, settings: dict) -> list[dict]:
     return old["runs"]
 
 
-def join_runs(earlier: list[dict], new: list[dict]) -> list[dict]:
-    """``earlier`` runs with ``new`` ones added, a training seed measured again replacing its earlier run; in the order
-    of the training seeds."""
-    seeds = {r["training_seed"] for r in new}
-    return sorted([r for r in earlier if r["training_seed"] not in seeds] + new, key=lambda r: r["training_seed"])
+def join_runs(earlier: list[dict], new: list[dict], key: tuple[str, ...] = ("training_seed",)) -> list[dict]:
+    """``earlier`` runs with ``new`` ones added, a run measured again (the same values of the fields ``key``: by default
+    the training seed) replacing its earlier run; in the order of ``key``."""
+    place = lambda r: tuple(r[k] for k in key)  # noqa: E731
+    again = {place(r) for r in new}
+    return sorted([r for r in earlier if place(r) not in again] + new, key=place)
 
 
 def start_world_eval(out: str) -> None:

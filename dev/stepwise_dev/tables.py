@@ -178,6 +178,37 @@ def artifact_world() -> str:
     return "\n".join(lines)
 
 
+def world_levers() -> str:
+    """What limits the world text-to-image model (``eval/world_levers.py``): CFG over the shipped seeds, and one seed
+    trained longer (CFG 3, the workflows' scale); chance as the baseline."""
+    d = _load("world_levers.json")
+    lines = ["| model | CFG | held-out prompts: shape / colour / position | training-like prompts: shape / colour / "
+             "position | held out: asked shape drawn as a circle / nothing drawn |",
+             "| --- | --- | --- | --- | --- |"]
+    cells = {(r["training_steps"], r["cfg"], r["prompts"]): r for r in d["summary"]}
+    several = sorted({k[:2] for k, r in cells.items() if r["train_seeds"] > 1})
+
+    def row(name: str, cfg: float, held: dict, train: dict) -> str:
+        def three(r):
+            return " / ".join(_summary_cell(r[k]) for k in ("shape", "colour", "position"))
+        return (f"| {name} | {cfg:g} | {three(held)} | {three(train)} | {_summary_cell(held['drawn_circle'])} / "
+                f"{_summary_cell(held['drawn_none'])} |")
+
+    for steps, cfg in several:
+        seeds = sorted({r["training_seed"] for r in d["runs"] if r["training_steps"] == steps})
+        name = f"{steps:,} steps, seeds {', '.join(map(str, seeds))} (mean ± spread)"
+        lines.append(row(name, cfg, cells[(steps, cfg, "held_out")], cells[(steps, cfg, "train_like")]))
+    runs = {(r["training_seed"], r["training_steps"], r["cfg"], r["prompts"]): r for r in d["runs"]}
+    steps_of = {seed: {k[1] for k in runs if k[0] == seed} for seed in {k[0] for k in runs}}
+    for seed in sorted(seed for seed, steps in steps_of.items() if len(steps) > 1):  # the steps lever
+        for steps in sorted({k[1] for k in runs if k[0] == seed}):
+            if (seed, steps, 3.0, "held_out") in runs:
+                lines.append(row(f"seed {seed}, {steps:,} steps", 3.0, runs[(seed, steps, 3.0, "held_out")],
+                                 runs[(seed, steps, 3.0, "train_like")]))
+    lines.append("| chance (a model that ignores the prompt) | — | 0.17 / 0.12 / 0.20 | 0.17 / 0.12 / 0.20 | — |")
+    return "\n".join(lines)
+
+
 def _summary_cell(value, digits: int = 2) -> str:
     """An experiment's cell: a number (one training seed) or ``{"mean", "spread"}`` (several)."""
     if isinstance(value, dict):
@@ -265,6 +296,7 @@ TABLES = {
     "refiner-shapes": lambda: _refiner("refiner_quality.json", whole_image_at_last_only=False),
     "refiner-world": lambda: _refiner("refiner_quality_world.json", whole_image_at_last_only=True),
     "world": world,
+    "world-levers": world_levers,
 }
 
 

@@ -62,6 +62,18 @@ def test_a_seed_measured_again_replaces_its_run_and_runs_follow_the_seeds():
     assert joined == [{"training_seed": 0, "v": 1}, {"training_seed": 1, "v": 3}, {"training_seed": 2, "v": 4}]
 
 
+def test_runs_keyed_by_several_fields_replace_only_the_same_place():
+    """``world_levers.py`` keys a run by seed, training steps, CFG and prompt set: one seed measured again at a new
+    step count adds rows and keeps that seed's earlier step counts."""
+    key = ("training_seed", "training_steps", "cfg")
+    earlier = [{"training_seed": 1, "training_steps": 4000, "cfg": 3.0, "v": 1},
+               {"training_seed": 1, "training_steps": 4000, "cfg": 6.0, "v": 2},
+               {"training_seed": 0, "training_steps": 4000, "cfg": 3.0, "v": 3}]
+    new = [{"training_seed": 1, "training_steps": 8000, "cfg": 3.0, "v": 4},
+           {"training_seed": 1, "training_steps": 4000, "cfg": 6.0, "v": 5}]
+    assert [r["v"] for r in common.join_runs(earlier, new, key)] == [3, 1, 5, 4]
+
+
 def test_over_seeds_gives_mean_and_spread_per_group_in_first_seen_order():
     rows = [{"probe": 0.5, "method": "trained", "step": 10, "auroc": 0.6, "pixel": 0.7},
             {"probe": 0.5, "method": "free", "step": 10, "auroc": 0.5, "pixel": 0.9},
