@@ -8,7 +8,7 @@ VENV := $(or $(STEPWISE_VENV),$(CURDIR)/.venv)
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help host lock check lint zoo zoo-tiny test test-fast test-gpu demo serve workflows screenshots bench bench-full eval clean world-models tables
+.PHONY: help host lock check lint zoo zoo-tiny test test-fast test-gpu demo serve workflows screenshots bench bench-full eval eval-world clean world-models tables
 
 help:
 	@echo "make host       put the pinned ComfyUI in place, install its venv from host.lock, link the pack"
@@ -29,6 +29,8 @@ help:
 	@echo "make world-models  the next part (<= 110 min) of the world text-to-image models' recipe; run again until it"
 	@echo "                says complete (WORLD_ARGS='--device cuda' on a GPU; '--ship' writes each finished seed to"
 	@echo "                dev/world_models/, and a shipped seed is never trained again)"
+	@echo "make eval-world every measurement of the shipped world text-to-image models (dev/world_models/, both"
+	@echo "                seeds): text-to-image, the edits, the illusions, the levers, the estimator; then make tables"
 	@echo "make tables     rebuild the README's measured tables from eval/results/*.json (after an experiment)"
 	@echo "make screenshots  run every example workflow in the web UI (headless Chromium) -> docs/screenshots/,"
 	@echo "                  template thumbnails example_workflows/*.jpg"
@@ -76,6 +78,20 @@ screenshots: zoo-tiny
 
 world-models: host
 	$(PY) scripts/world_models.py $(WORLD_ARGS)
+
+# The shipped world models, one --checkpoint per training seed (the experiments measure every seed given).
+WORLD_CHECKPOINTS = $(patsubst %,--checkpoint %,$(sort $(wildcard dev/world_models/stepwise-world-s*.safetensors)))
+
+# After the shipped world models change: measure them again with every world experiment's recorded settings (each
+# report is rewritten; world_levers.py adds its rows beside the earlier levers), then rebuild the README tables.
+eval-world: zoo-tiny
+	$(PY) eval/world_t2i.py $(WORLD_CHECKPOINTS)
+	$(PY) eval/world_p2p.py $(WORLD_CHECKPOINTS)
+	$(PY) eval/world_p2p_modes.py $(WORLD_CHECKPOINTS)
+	$(PY) eval/world_views.py $(WORLD_CHECKPOINTS)
+	$(PY) eval/world_levers.py --add $(WORLD_CHECKPOINTS)
+	$(PY) eval/artifact_quality.py --world scenes --train-images 1024
+	$(PY) scripts/tables.py
 
 tables:
 	$(PY) scripts/tables.py
