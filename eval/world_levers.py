@@ -30,7 +30,7 @@ from common import (
     world_parser,
     write_report,
 )
-from world_t2i import prompts
+from world_t2i import CHANCE, prompts
 
 ATTRIBUTES = ("shape", "colour", "size", "position", "count")
 SETS = {"held_out": "held_out", "train_like": "train"}
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     texts = {name: prompts(args.prompts, (1, 1), split) for name, split in SETS.items()}
     seeds = [1000 + s for s in range(args.seeds)]
     report = {"method": __doc__.split("\n\n")[1].replace("\n", " "), "prompts": texts, "sampler_seeds": seeds,
-              "steps": args.steps}
+              "steps": args.steps, "chance": {k: CHANCE[k] for k in ATTRIBUTES if k in CHANCE}}
     earlier = earlier_runs(args.add, args.out, report)
     rows = join_runs(earlier, [r for p in args.checkpoint for r in measure(p, texts, seeds, args.steps, args.cfgs)],
                      KEY)

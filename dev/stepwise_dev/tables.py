@@ -205,7 +205,8 @@ def world_levers() -> str:
             if (seed, steps, 3.0, "held_out") in runs:
                 lines.append(row(f"seed {seed}, {steps:,} steps", 3.0, runs[(seed, steps, 3.0, "held_out")],
                                  runs[(seed, steps, 3.0, "train_like")]))
-    lines.append("| chance (a model that ignores the prompt) | — | 0.17 / 0.12 / 0.20 | 0.17 / 0.12 / 0.20 | — |")
+    chance = " / ".join(f"{d['chance'][k]:.2f}" for k in ("shape", "colour", "position"))
+    lines.append(f"| chance (a model that ignores the prompt) | — | {chance} | {chance} | — |")
     return "\n".join(lines)
 
 
