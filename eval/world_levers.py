@@ -6,7 +6,7 @@ training seed and steps come from its metadata) and each ``--cfg`` value, the pr
 ``world_t2i.py`` (held-out and training-like one-object prompts, euler, ``--steps`` steps on the ``simple``
 schedule) are drawn and read by the analyser: the accuracy of shape, colour, size, position and object count, and
 what was drawn where a shape was asked (the share of images read as each shape, or with no object at all). Two
-levers are measured this way: CFG (every checkpoint at every scale) and training steps (one seed at several step
+levers are measured this way: CFG (every checkpoint at every scale) and training steps (each seed at several step
 counts: ``train.py world --resume --steps N`` continues a recipe seed bit for bit, the learning rate being
 constant). ``summary`` is the mean ± spread over the training seeds of each (training steps, CFG, prompt set);
 ``--add`` measures more checkpoints or scales into an existing report (the same prompts, sampler seeds and steps).
@@ -16,7 +16,6 @@ Writes ``eval/results/world_levers.json``.
 
 from __future__ import annotations
 
-import collections
 import time
 
 from common import (
@@ -38,8 +37,7 @@ SETS = {"held_out": "held_out", "train_like": "train"}
 
 def measure(path: str, texts: dict[str, list[str]], seeds: list[int], steps: int, cfgs: list[float]) -> list[dict]:
     """One row per (CFG, prompt set) of the checkpoint at ``path``."""
-    from stepwise.models import analyser, scenes
-    from stepwise.trainers.world import generate
+    from stepwise.trainers.world import generate, read_grid
 
     model, clip, vae, meta = load_world(path)
     head = run_record(path, meta)
@@ -47,19 +45,12 @@ def measure(path: str, texts: dict[str, list[str]], seeds: list[int], steps: int
     for cfg in cfgs:
         for name, prompt_list in texts.items():
             start = time.perf_counter()
-            pixels = vae.decode(generate(model, clip, prompt_list, seeds, 32, steps, cfg)).cpu().numpy()
-            results, drawn = [], collections.Counter()
-            for i, prompt in enumerate(prompt_list):
-                truth = scenes.parse_caption(prompt)
-                for j in range(len(seeds)):
-                    reading = analyser.read(pixels[i * len(seeds) + j])
-                    results.append(analyser.attribute_accuracy(reading, truth))
-                    drawn[reading.objects[0].shape if reading.objects else "none"] += 1
-            acc = analyser.summarise(results)
-            n = len(results)
-            row = {**head, "cfg": cfg, "prompts": name, "samples": n, **{k: round(acc[k], 4) for k in ATTRIBUTES},
-                   "drawn": {k: round(v / n, 4) for k, v in sorted(drawn.items())},
-                   "drawn_circle": round(drawn["circle"] / n, 4), "drawn_none": round(drawn["none"] / n, 4)}
+            images = vae.decode(generate(model, clip, prompt_list, seeds, 32, steps, cfg)).permute(0, 3, 1, 2) * 2 - 1
+            acc = read_grid(images, prompt_list, len(seeds), drawn=True)
+            drawn = {k: round(v, 4) for k, v in acc["drawn"].items()}
+            row = {**head, "cfg": cfg, "prompts": name, "samples": len(prompt_list) * len(seeds),
+                   **{k: round(acc[k], 4) for k in ATTRIBUTES}, "drawn": drawn,
+                   "drawn_circle": drawn.get("circle", 0.0), "drawn_none": drawn.get("none", 0.0)}
             rows.append(row)
             log.info("%s (%d steps) cfg %g %s: shape %.3f colour %.3f position %.3f; drawn %s (%.0f s)",
                      head["checkpoint"], head["training_steps"], cfg, name, row["shape"], row["colour"],

@@ -17,6 +17,7 @@ prompt), to choose when to stop. ``--stream`` (or tar shards as ``--data``) deco
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import logging
@@ -159,18 +160,25 @@ def generate(model, clip, prompts: list[str], seeds: list[int], resolution: int,
     return torch.cat(out)
 
 
-def read_grid(images: torch.Tensor, prompts: list[str], per_prompt: int) -> dict:
+def read_grid(images: torch.Tensor, prompts: list[str], per_prompt: int, drawn: bool = False) -> dict:
     """The analyser's reading of generated images against their prompts (``images`` prompt-major, [-1, 1]):
-    accuracy of shape, colour, size, position, background and object count (:func:`models.analyser.summarise`)."""
+    accuracy of shape, colour, size, position, background and object count (:func:`models.analyser.summarise`).
+    With ``drawn``, also ``"drawn"``: the share of images whose first object is read as each shape (``"none"``: no
+    object read), which says what a model draws where it misses the asked shape."""
     from ..models import analyser, scenes
 
     pixels = ((images.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu().numpy()
-    results = []
+    results, shapes = [], collections.Counter()
     for i, prompt in enumerate(prompts):
         truth = scenes.parse_caption(prompt)
         for j in range(per_prompt):
-            results.append(analyser.attribute_accuracy(analyser.read(pixels[i * per_prompt + j]), truth))
-    return analyser.summarise(results)
+            reading = analyser.read(pixels[i * per_prompt + j])
+            results.append(analyser.attribute_accuracy(reading, truth))
+            shapes[reading.objects[0].shape if reading.objects else "none"] += 1
+    summary = analyser.summarise(results)
+    if drawn:
+        summary["drawn"] = {k: v / len(results) for k, v in sorted(shapes.items())}
+    return summary
 
 
 @torch.no_grad()

@@ -179,7 +179,7 @@ def artifact_world() -> str:
 
 
 def world_levers() -> str:
-    """What limits the world text-to-image model (``eval/world_levers.py``): CFG over the shipped seeds, and one seed
+    """What limits the world text-to-image model (``eval/world_levers.py``): CFG over the shipped seeds, and each seed
     trained longer (CFG 3, the workflows' scale); chance as the baseline."""
     d = _load("world_levers.json")
     lines = ["| model | CFG | held-out prompts: shape / colour / position | training-like prompts: shape / colour / "
@@ -199,9 +199,9 @@ def world_levers() -> str:
         name = f"{steps:,} steps, seeds {', '.join(map(str, seeds))} (mean ± spread)"
         lines.append(row(name, cfg, cells[(steps, cfg, "held_out")], cells[(steps, cfg, "train_like")]))
     runs = {(r["training_seed"], r["training_steps"], r["cfg"], r["prompts"]): r for r in d["runs"]}
-    steps_of = {seed: {k[1] for k in runs if k[0] == seed} for seed in {k[0] for k in runs}}
-    for seed in sorted(seed for seed, steps in steps_of.items() if len(steps) > 1):  # the steps lever
-        for steps in sorted({k[1] for k in runs if k[0] == seed}):
+    steps_of = {seed: sorted({k[1] for k in runs if k[0] == seed}) for seed in sorted({k[0] for k in runs})}
+    for seed, measured in steps_of.items():
+        for steps in measured if len(measured) > 1 else ():  # the steps lever: a seed measured at several step counts
             if (seed, steps, 3.0, "held_out") in runs:
                 lines.append(row(f"seed {seed}, {steps:,} steps", 3.0, runs[(seed, steps, 3.0, "held_out")],
                                  runs[(seed, steps, 3.0, "train_like")]))

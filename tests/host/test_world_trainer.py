@@ -165,6 +165,27 @@ def test_sample_grid_comes_with_the_analysers_reading(scenes, tmp_path):
     assert reading["prompts"] == [PROMPT] and set(reading["reading"]) >= {"shape", "colour", "position"}
 
 
+def test_read_grid_says_what_was_drawn_for_each_prompt():
+    """Exact renders of two captions, two images each, the second prompt's images blank: every attribute read right on
+    the drawn half, and ``drawn`` gives the share of images read as each shape (a blank image: ``none``)."""
+    from stepwise.models import scenes
+    from stepwise.trainers.world import read_grid
+
+    prompts = ["a large red triangle on the left on a black background",
+               "a small blue circle at the top on a white background"]
+    images = []
+    for i, prompt in enumerate(prompts):
+        image, _ = scenes.render(scenes.scene_from_description(scenes.parse_caption(prompt), 32))
+        if i == 1:
+            image[:] = scenes.BACKGROUNDS["white"]  # nothing drawn where the circle was asked
+        images += [torch.from_numpy(image).float() / 255] * 2
+    grid = torch.stack(images).permute(0, 3, 1, 2) * 2 - 1
+    reading = read_grid(grid, prompts, 2, drawn=True)
+    assert reading["drawn"] == {"none": 0.5, "triangle": 0.5}
+    assert reading["shape"] == 0.5 and reading["background"] == 1.0
+    assert "drawn" not in read_grid(grid, prompts, 2)
+
+
 @pytest.mark.parametrize("text", ["frozen", "train"])
 def test_fine_tune_a_host_checkpoint_over_the_whole_schedule(scenes, tmp_path, zoo, tiny_models, text):
     base = os.path.join(zoo, paths.TINY_SD15)
