@@ -42,7 +42,7 @@ TRAIN_PY = os.path.join(REPO, "train.py")
 DATA_SEED = 1
 DATA = {"kind": "scenes", "n": 20000, "size": 32, "split": "train", "objects": (1, 1)}
 SEEDS = (0, 1)
-STEPS = 4000
+STEPS = 8000
 TRAIN = {"batch": 32, "lr": 3e-4, "ema": 0.999, "save_every": 250, "sample_every": 500}
 RECIPE = (f"make world-models: {DATA['n']} {DATA['objects'][0]}-object scenes at {DATA['size']} px, split "
           f"{DATA['split']}, world seed {DATA_SEED}; train.py world --steps {STEPS} --batch {TRAIN['batch']} --lr "
