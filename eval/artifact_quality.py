@@ -28,7 +28,6 @@ both. Numbers are reported as measured.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import subprocess
 import sys
@@ -41,14 +40,6 @@ from stepwise_dev import paths
 
 WORLD_MODELS = [os.path.join(paths.WORLD_MODELS, f"stepwise-world-s{seed}.safetensors") for seed in (0, 1)]
 
-
-def _digest(path: str) -> str:
-    """The first 12 hex digits of the file's SHA-256: names what an estimator was trained on."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:12]
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="artifact estimation from early x0 estimates (shapes or world)")
@@ -122,7 +113,8 @@ def main(argv=None) -> int:
     for base_path, seed in runs:
         # a world estimator is kept for the base it was trained on: the base's content, not its name, which a newly
         # shipped model keeps
-        stem = f"{os.path.splitext(os.path.basename(base_path))[0]}-{_digest(base_path)}" if scenes_world else ""
+        stem = os.path.splitext(os.path.basename(base_path))[0] if scenes_world else ""
+        stem = f"{stem}-{checkpoint.sha256(base_path)[:12]}" if scenes_world else ""
         name = f"estimator_{stem}_{args.steps}_s{seed}" if scenes_world else f"estimator_{args.steps}"
         est_paths[seed] = os.path.join(args.work, name + ".safetensors")
         if not os.path.isfile(est_paths[seed]):
