@@ -87,6 +87,8 @@ WORLD_CHECKPOINTS = $(patsubst %,--checkpoint %,$(sort $(wildcard dev/world_mode
 eval-world: zoo-tiny
 	$(PY) eval/world_t2i.py $(WORLD_CHECKPOINTS)
 	$(PY) eval/world_p2p.py $(WORLD_CHECKPOINTS)
+	$(PY) eval/world_p2p.py $(WORLD_CHECKPOINTS) --cross 0.4 --out eval/results/world_p2p_cross_replace_0.4.json
+	$(PY) eval/world_p2p.py $(WORLD_CHECKPOINTS) --self 0.0 --out eval/results/world_p2p_self_replace_0.0.json
 	$(PY) eval/world_p2p_modes.py $(WORLD_CHECKPOINTS)
 	$(PY) eval/world_views.py $(WORLD_CHECKPOINTS)
 	$(PY) eval/world_levers.py --add $(WORLD_CHECKPOINTS)
