@@ -113,9 +113,8 @@ def main(argv=None) -> int:
     for base_path, seed in runs:
         # a world estimator is kept for the base it was trained on: the base's content, not its name, which a newly
         # shipped model keeps
-        stem = os.path.splitext(os.path.basename(base_path))[0] if scenes_world else ""
-        stem = f"{stem}-{checkpoint.sha256(base_path)[:12]}" if scenes_world else ""
-        name = f"estimator_{stem}_{args.steps}_s{seed}" if scenes_world else f"estimator_{args.steps}"
+        name = (f"estimator_{os.path.splitext(os.path.basename(base_path))[0]}-{checkpoint.sha256(base_path)[:12]}_"
+                f"{args.steps}_s{seed}" if scenes_world else f"estimator_{args.steps}")
         est_paths[seed] = os.path.join(args.work, name + ".safetensors")
         if not os.path.isfile(est_paths[seed]):
             env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
