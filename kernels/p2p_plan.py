@@ -31,7 +31,11 @@ from .token_align import (
 )
 
 MODES = ("replace", "refine", "reweight")
-MAP_LEVEL = 2  # maps, blend and self-injection layers: 1/4 of the latent's side
+MAP_LEVEL = 2  # self-injection layers, and by default the maps and blend: 1/4 of the latent's side
+# Where the per-word maps (maps node, local blend) are taken, as a share of the latent's side -> UNet level. 1/4 is
+# the paper's (16x16 maps at 512 px on SD1.5); a small latent leaves too few cells there (8x8 on a 32 px world model,
+# a cell of 4 px for objects of about 6 px), and 1/2 takes the next finer attention layers instead.
+MAP_SCALES = {"1/4": 2, "1/2": 1}
 
 
 # --- prompts ---
@@ -86,6 +90,7 @@ class Plan:
     blend_threshold: float
     blend_start: float
     record: bool  # keep per-word maps for the attention-map node
+    map_level: int = MAP_LEVEL  # UNet level whose cross-attention gives the maps and the blend mask (MAP_SCALES)
 
     @property
     def tokens(self) -> int:
@@ -102,9 +107,12 @@ class Plan:
 
 def make_plan(source: Prompt, target: Prompt, mode: str, cross_replace: float, word_cross_replace: str,
               self_replace: float, reweight: str, blend_words: str, blend_threshold: float, blend_start: float,
-              record: bool) -> Plan:
+              record: bool, map_scale: str = "1/4") -> Plan:
     if mode not in MODES:
         raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")
+    if map_scale not in MAP_SCALES:
+        raise ValueError(f"map_scale {map_scale!r} is not one of {', '.join(MAP_SCALES)} (the maps' side as a share "
+                         "of the latent's side)")
     for name, value in (("cross_replace", cross_replace), ("self_replace", self_replace),
                         ("blend_threshold", blend_threshold), ("blend_start", blend_start)):
         if not 0.0 <= value <= 1.0:
@@ -145,7 +153,7 @@ def make_plan(source: Prompt, target: Prompt, mode: str, cross_replace: float, w
         blend_tgt += find_word(list(target.words), list(target.word_ids), word)
     return Plan(source, target, mode, mapping, keep, weights, fractions, float(self_replace),
                 tuple(sorted(set(blend_src))), tuple(sorted(set(blend_tgt))), float(blend_threshold),
-                float(blend_start), bool(record))
+                float(blend_start), bool(record), MAP_SCALES[map_scale])
 
 
 # --- decisions per model call ---

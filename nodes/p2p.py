@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..kernels.p2p_plan import MODES, make_plan
+from ..kernels.p2p_plan import MAP_SCALES, MODES, make_plan
 from .common import CATEGORY
 from .p2p_handover import HandOver
 from .p2p_pair import pair_conditioning, pair_latent, tokenize
@@ -71,6 +71,10 @@ class PromptToPromptAttn(io.ComfyNode):
                 io.Boolean.Input("record_maps", default=True,
                                  tooltip="Keep per-word cross-attention maps (one resolution) for the "
                                          "Prompt-to-Prompt Attention Maps node."),
+                io.Combo.Input("map_scale", options=list(MAP_SCALES), default="1/4", optional=True,
+                               tooltip="Side of the attention layers whose maps feed local blend and the maps node, "
+                                       "as a share of the latent's side. 1/4: the paper's (16x16 at 512 px on SD1.5). "
+                                       "1/2: finer maps for small latents (16x16 instead of 8x8 on a 32 px model)."),
                 io.Latent.Input("latent", tooltip="One empty or encoded latent (batch_size 1); it becomes the pair."),
             ],
             outputs=[
@@ -85,7 +89,7 @@ class PromptToPromptAttn(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, clip, source, target, mode, cross_replace, word_cross_replace, self_replace, reweight,
-                blend_words, blend_threshold, blend_start, record_maps, latent) -> io.NodeOutput:
+                blend_words, blend_threshold, blend_start, record_maps, latent, map_scale="1/4") -> io.NodeOutput:
         if clip is None:
             raise ValueError("clip is missing; connect the text encoder of the model's checkpoint")
         if mode == "reweight" and not target.strip():
@@ -93,7 +97,7 @@ class PromptToPromptAttn(io.ComfyNode):
         src, src_tokens = tokenize(clip, source, "source")
         tgt, tgt_tokens = tokenize(clip, target, "target")
         plan = make_plan(src, tgt, mode, cross_replace, word_cross_replace, self_replace, reweight, blend_words,
-                         blend_threshold, blend_start, record_maps)
+                         blend_threshold, blend_start, record_maps, map_scale)
         handover = HandOver()
         patched = model.clone()
         attach(patched, plan, handover)

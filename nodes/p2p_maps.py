@@ -5,7 +5,8 @@ The node takes the sampler's output LATENT, so it runs after sampling; it finds 
 hand-over the Prompt-to-Prompt node put into its LATENT (:mod:`.p2p_handover`, which says why the record is picked
 by a digest of the samples): two samplers sharing one PromptToPromptAttn node each get their own maps, and
 SamplerCustom's ``denoised_output`` finds the maps of its run as ``output`` does. The maps are the model's own
-cross-attention at 1/4 of the latent's side, averaged over heads, layers of that size and model calls.
+cross-attention at the Prompt-to-Prompt node's ``map_scale`` of the latent's side (1/4 by default), averaged over
+heads, layers of that size and model calls.
 """
 
 from __future__ import annotations

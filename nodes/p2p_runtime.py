@@ -171,8 +171,9 @@ class Hooks:
         try:
             out = executor(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed)
             if run.ours and self.plan.needs_maps and run.maps is None:
-                log.warning("PromptToPromptAttn found no cross-attention at 1/4 of the latent's size in this model: "
-                            "no maps were recorded and local blend did nothing")
+                scale = next(k for k, v in p2p_plan.MAP_SCALES.items() if v == self.plan.map_level)
+                log.warning("PromptToPromptAttn found no cross-attention at %s of the latent's side in this model: "
+                            "no maps were recorded and local blend did nothing (try the other map_scale)", scale)
             if run.ours and self.plan.record and run.maps is not None:
                 h, w = run.map_shape
                 maps = (run.maps / max(run.calls, 1)).reshape(2, h, w, -1).cpu()
@@ -273,7 +274,7 @@ class Hooks:
         shape, original = extra.get("activations_shape"), extra.get("original_shape")
         if shape is None or original is None:
             return
-        size = p2p_plan.map_size(original[-2], original[-1])
+        size = p2p_plan.map_size(original[-2], original[-1], self.plan.map_level)
         if (shape[-2], shape[-1]) != size:
             return
         probs = p2p_plan.pair_probs(q, k, extra["n_heads"], self.plan.tokens, src, tgt)

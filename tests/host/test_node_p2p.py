@@ -198,6 +198,23 @@ def test_attention_map_node_renders_every_word_of_the_run(tiny_models):
     assert over.shape == (1, 48 + 20, 48, 3)
 
 
+@pytest.mark.parametrize("name", MODELS)
+def test_map_scale_picks_the_layers_the_maps_and_the_blend_come_from(tiny_models, name):
+    latent = empty(32)
+    quarter, lat_q = run(tiny_models, name, CAT, DOG, latent=latent)
+    half, lat_h = run(tiny_models, name, CAT, DOG, latent=latent, map_scale="1/2")
+    assert find_record({**lat_q, "samples": quarter}).maps.shape[:3] == (2, 8, 8)
+    assert find_record({**lat_h, "samples": half}).maps.shape[:3] == (2, 16, 16)
+    # Without blend the maps are only read: the samples do not depend on where they are taken.
+    assert_same(half, quarter)
+    # With blend the mask comes from the chosen layers, so the edit differs.
+    kw = dict(mode="refine", blend_words="red", blend_threshold=0.9, latent=latent)
+    blend_q, _ = run(tiny_models, name, CAT, "a cat riding a red bicycle", **kw)
+    blend_h, _ = run(tiny_models, name, CAT, "a cat riding a red bicycle", map_scale="1/2", **kw)
+    assert_same(blend_h[0], blend_q[0])
+    assert differ(blend_h[1], blend_q[1]) > 1e-4
+
+
 def test_attention_map_node_refuses_foreign_samples(tiny_models):
     out, lat = run(tiny_models, paths.TINY_SD15, CAT, DOG)
     with pytest.raises(ValueError, match="not the output of a run"):
@@ -456,6 +473,7 @@ BAD = [
     (dict(source="a cat", target="a dog", blend_words="horse"), "blend_words: the word 'horse' is not in 'a cat' or"),
     (dict(source="a cat", target="a dog", mode="swap"), "mode 'swap' is not one of"),
     (dict(source="a cat", target="a dog", cross_replace=1.5), "cross_replace must be between 0 and 1"),
+    (dict(source="a cat", target="a dog", map_scale="1/3"), "map_scale '1/3' is not one of 1/4, 1/2"),
     (dict(source="a cat", target="a dog", latent={"samples": torch.zeros(2, 4, 16, 16)}), "latent has 2 images"),
 ]
 

@@ -87,6 +87,8 @@ def test_per_word_values_and_blend_positions():
     assert p.blend_src == (2,) and p.blend_tgt == (2,) and p.blend
     assert plan(CAT, CAT, mode="reweight", reweight="cat:2").mapping.equal(torch.eye(77))
     assert not plan(CAT, DOG, record=False).needs_maps
+    assert plan(CAT, DOG).map_level == pp.MAP_LEVEL == 2 and plan(CAT, DOG, map_scale="1/2").map_level == 1
+    assert pp.map_size(32, 32, plan(CAT, DOG, map_scale="1/2").map_level) == (16, 16)
 
 
 BAD = [
@@ -99,6 +101,7 @@ BAD = [
     (dict(mode="swap"), "mode 'swap' is not one of replace, refine, reweight"),
     (dict(cross_replace=1.5), "cross_replace must be between 0 and 1, got 1.5"),
     (dict(blend_start=-0.1), "blend_start must be between 0 and 1"),
+    (dict(map_scale="1/8"), "map_scale '1/8' is not one of 1/4, 1/2"),
 ]
 
 
