@@ -90,6 +90,8 @@ eval-world: zoo-tiny
 	$(PY) eval/world_p2p.py $(WORLD_CHECKPOINTS) --cross 0.4 --out eval/results/world_p2p_cross_replace_0.4.json
 	$(PY) eval/world_p2p.py $(WORLD_CHECKPOINTS) --self 0.0 --out eval/results/world_p2p_self_replace_0.0.json
 	$(PY) eval/world_p2p_modes.py $(WORLD_CHECKPOINTS)
+	$(PY) eval/world_p2p_modes.py $(WORLD_CHECKPOINTS) --map-scale 1/4 --out eval/results/world_p2p_modes_map_scale_1-4.json
+	$(PY) eval/world_p2p_modes.py $(WORLD_CHECKPOINTS) --blend-only --blend-threshold 0.7 --out eval/results/world_p2p_blend_threshold_0.7.json
 	$(PY) eval/world_views.py $(WORLD_CHECKPOINTS)
 	$(PY) eval/world_levers.py --add $(WORLD_CHECKPOINTS)
 	$(PY) eval/artifact_quality.py --world scenes --train-images 1024

@@ -18,7 +18,9 @@ For each world checkpoint (``--checkpoint``, one per training seed), each held-o
   as the analyser reads it in the source image; chance: the IoU of a map covering the whole image (the object's
   share of the image).
 
-The euler sampler, ``--steps`` steps, CFG ``--cfg``. Writes ``eval/results/world_p2p_modes.json``.
+``--blend-only`` measures local blend alone, at ``--blend-threshold`` (a lever on its settings). Local blend and the
+maps are taken at ``--map-scale`` of the latent's side (the node's ``map_scale``). The euler
+sampler, ``--steps`` steps, CFG ``--cfg``. Writes ``eval/results/world_p2p_modes.json``.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ def _one(reading):
     return reading.objects[0] if len(reading.objects) == 1 else None
 
 
-def evaluate(path: str, sources: list[str], seeds: list[int], steps: int, cfg: float, weights: list[float]) -> dict:
+def evaluate(path: str, sources: list[str], seeds: list[int], steps: int, cfg: float, weights: list[float],
+             map_scale: str, blend_threshold: float = 0.3, blend_only: bool = False) -> dict:
     import comfy.sample
     import torch
 
@@ -64,7 +67,8 @@ def evaluate(path: str, sources: list[str], seeds: list[int], steps: int, cfg: f
     negative = encode(clip, "")
     empty = {"samples": torch.zeros(1, 3, 32, 32)}
     base = dict(mode="replace", cross_replace=0.8, word_cross_replace="", self_replace=0.4, reweight="",
-                blend_words="", blend_threshold=0.3, blend_start=0.2, record_maps=False)
+                blend_words="", blend_threshold=blend_threshold, blend_start=0.2, record_maps=False,
+                map_scale=map_scale)
 
     def pair(source, seed, **kw):
         m, pos, lat = PromptToPromptAttn.execute(model=model, clip=clip, source=source, latent=empty,
@@ -89,26 +93,27 @@ def evaluate(path: str, sources: list[str], seeds: list[int], steps: int, cfg: f
         colours = [c for c in scenes.COLOURS if c != d["background"]]
         swapped = source.replace(f" {o['colour']} {o['shape']}", f" {colours[(colours.index(o['colour']) + 1) % len(colours)]} {o['shape']}")
         for seed in seeds:
-            # refine: add the size word
-            imgs, _, _ = pair(bare, seed, mode="refine", target=source)
-            src, res = analyser.read(imgs[0]), analyser.read(imgs[1])
-            plain = alone(source, seed)
-            for name, img, reading in (("p2p", imgs[1], res), ("baseline", plain, analyser.read(plain))):
-                a, b = _one(src), _one(reading)
-                ok = a is not None and b is not None and b.words()["size"] == o["size"] and all(
-                    b.words()[k] == a.words()[k] for k in ("shape", "colour", "position"))
-                outside = np.ones(imgs[0].shape[:2], bool)
-                for x in (a, b):
-                    if x is not None:
-                        outside &= ~x.mask
-                rows["refine"][name].append({"success": float(ok), "background_psnr": _psnr(imgs[0], img, outside)})
-            # reweight the colour word
-            strengths = []
-            for w in weights:
-                imgs, _, _ = pair(source, seed, mode="reweight", target="", reweight=f"{o['colour']}:{w}")
-                ref = _one(analyser.read(imgs[1])) or _one(analyser.read(imgs[0]))
-                strengths.append(_strength(imgs[1], ref.mask if ref is not None else None, o["colour"]))
-            rows["reweight"].append(strengths)
+            if not blend_only:  # refine and reweight do not depend on the blend settings
+                # refine: add the size word
+                imgs, _, _ = pair(bare, seed, mode="refine", target=source)
+                src, res = analyser.read(imgs[0]), analyser.read(imgs[1])
+                plain = alone(source, seed)
+                for name, img, reading in (("p2p", imgs[1], res), ("baseline", plain, analyser.read(plain))):
+                    a, b = _one(src), _one(reading)
+                    ok = a is not None and b is not None and b.words()["size"] == o["size"] and all(
+                        b.words()[k] == a.words()[k] for k in ("shape", "colour", "position"))
+                    outside = np.ones(imgs[0].shape[:2], bool)
+                    for x in (a, b):
+                        if x is not None:
+                            outside &= ~x.mask
+                    rows["refine"][name].append({"success": float(ok), "background_psnr": _psnr(imgs[0], img, outside)})
+                # reweight the colour word
+                strengths = []
+                for w in weights:
+                    imgs, _, _ = pair(source, seed, mode="reweight", target="", reweight=f"{o['colour']}:{w}")
+                    ref = _one(analyser.read(imgs[1])) or _one(analyser.read(imgs[0]))
+                    strengths.append(_strength(imgs[1], ref.mask if ref is not None else None, o["colour"]))
+                rows["reweight"].append(strengths)
             # local blend on the colour swap, and the maps of the source row
             blended, lat, out = pair(source, seed, target=swapped, blend_words=o["shape"], record_maps=True)
             unblended, _, _ = pair(source, seed, target=swapped)
@@ -125,6 +130,13 @@ def evaluate(path: str, sources: list[str], seeds: list[int], steps: int, cfg: f
                     rows["maps"][key].append(analyser.mask_iou(m >= 0.5 * m.max(), obj.mask))
                 rows["maps"]["chance"].append(float(obj.mask.mean()))
     out = run_record(path, meta)
+    if blend_only:
+        out["blend"] = {"samples": len(rows["blend"]["with"]),
+                        "psnr_outside_with_blend": float(np.mean(rows["blend"]["with"])),
+                        "psnr_outside_without_blend": float(np.mean(rows["blend"]["without"]))}
+        log.info("%s: blend outside PSNR %.2f vs %.2f dB", out["checkpoint"], out["blend"]["psnr_outside_with_blend"],
+                 out["blend"]["psnr_outside_without_blend"])
+        return out
     out["refine"] = {f"{n}_{k}": float(np.mean([r[k] for r in rows["refine"][n]]))
                      for n in ("p2p", "baseline") for k in ("success", "background_psnr")}
     out["refine"]["samples"] = len(rows["refine"]["p2p"])
@@ -150,6 +162,12 @@ def evaluate(path: str, sources: list[str], seeds: list[int], steps: int, cfg: f
 def main(argv=None) -> int:
     parser = world_parser(__doc__.split("\n\n")[0], "world_p2p_modes.json")
     parser.add_argument("--weights", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0])
+    parser.add_argument("--map-scale", default="1/2", choices=["1/4", "1/2"],
+                        help="where the maps and the blend mask are taken (the node's map_scale): 1/2 of the 32 px "
+                             "latent's side is 16x16, the world workflows' setting; 1/4 (8x8) is the paper's")
+    parser.add_argument("--blend-threshold", type=float, default=0.3, help="the node's blend_threshold (default 0.3)")
+    parser.add_argument("--blend-only", action="store_true",
+                        help="measure local blend alone (a blend-settings lever; refine, reweight and maps skipped)")
     args = parser.parse_args(argv)
     start_world_eval(args.out)
     from stepwise.models import scenes
@@ -158,11 +176,13 @@ def main(argv=None) -> int:
                for i in range(args.prompts)]
     seeds = [3000 + s for s in range(args.seeds)]
     report = {"method": " ".join(__doc__.split("\n\n")[1:3]).replace("\n", " "), "sources": sources,
-              "sampler_seeds": seeds, "steps": args.steps, "cfg": args.cfg,
+              "sampler_seeds": seeds, "steps": args.steps, "cfg": args.cfg, "map_scale": args.map_scale,
+              "blend_threshold": args.blend_threshold, "blend_only": args.blend_only,
               "goal": "refine success >= 0.85; reweight monotone; blend raises the PSNR outside the object; word maps "
                       "overlap their object far above chance"}
     earlier = earlier_runs(args.add, args.out, report)
-    report["runs"] = join_runs(earlier, [evaluate(p, sources, seeds, args.steps, args.cfg, args.weights)
+    report["runs"] = join_runs(earlier, [evaluate(p, sources, seeds, args.steps, args.cfg, args.weights, args.map_scale,
+                                                  args.blend_threshold, args.blend_only)
                                          for p in args.checkpoint])
     write_report(args.out, report)
     return 0

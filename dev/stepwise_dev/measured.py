@@ -54,8 +54,9 @@ def _replace(d: dict) -> str:
 
 def _maps(d: dict) -> str:
     r = d["runs"]
-    return (f"word map IoU with the object: colour {_mean(r, 'maps', 'iou_colour'):.2f}, shape "
-            f"{_mean(r, 'maps', 'iou_shape'):.2f}; whole image {_mean(r, 'maps', 'iou_chance'):.2f}")
+    return (f"word map IoU with the object (maps at {d.get('map_scale', '1/4')} of the latent): colour "
+            f"{_mean(r, 'maps', 'iou_colour'):.2f}, shape {_mean(r, 'maps', 'iou_shape'):.2f}; whole image "
+            f"{_mean(r, 'maps', 'iou_chance'):.2f}")
 
 
 def _refine(d: dict) -> str:

@@ -70,11 +70,18 @@ def _views(runs: list[dict], kind: str, chance: float) -> list[tuple[str, str, s
     ]
 
 
+QUARTER_MAPS = "world_p2p_modes_map_scale_1-4.json"  # the maps and the blend at the paper's 1/4 of the latent
+
+
 def world() -> str:
     """Every technique on the shipped world text-to-image models against its naive baseline."""
     t2i, p2p, modes, views = (_load(f"world_{n}.json") for n in ("t2i", "p2p", "p2p_modes", "views"))
+    quarter = _load(QUARTER_MAPS)
     runs = _same_seeds({"world_t2i.json": t2i, "world_p2p.json": p2p, "world_p2p_modes.json": modes,
-                        "world_views.json": views})
+                        "world_views.json": views, QUARTER_MAPS: quarter})
+    if (modes["map_scale"], quarter["map_scale"]) != ("1/2", "1/4"):
+        raise ValueError(f"world_p2p_modes.json should hold the maps at 1/2 and {QUARTER_MAPS} at 1/4 of the latent; "
+                         f"they hold {modes['map_scale']} and {quarter['map_scale']}")
     seeds = _seeds(runs)
     steps = runs[0]["training_steps"]
     head = (f"world model, seed {seeds[0]} ({steps:,} steps)" if len(seeds) == 1 else
@@ -105,12 +112,16 @@ def world() -> str:
         (f"Prompt-to-Prompt reweight (colour word × {', '.join(f'{w:g}' for w in weights)})",
          "colour strength (1 = exact colour) / share rising with the weight",
          f"{strength} / " + _cells(mode_runs, ["reweight.monotone"]), "weight 1 is the plain prompt"),
-        ("Prompt-to-Prompt local blend (colour swap, shape word)", "PSNR outside the object, with / without the blend",
-         _cells(mode_runs, ["blend.psnr_outside_with_blend", "blend.psnr_outside_without_blend"], 1, " dB"), "—"),
-        ("Prompt-to-Prompt word maps (shape / colour / background word)",
+        ("Prompt-to-Prompt local blend (colour swap, shape word; maps at 1/2 of the latent, 16×16)",
+         "PSNR outside the object, with / without the blend",
+         _cells(mode_runs, ["blend.psnr_outside_with_blend", "blend.psnr_outside_without_blend"], 1, " dB"),
+         "maps at 1/4 (8×8, the paper's share): "
+         + _cells(quarter["runs"], ["blend.psnr_outside_with_blend", "blend.psnr_outside_without_blend"], 1, " dB")),
+        ("Prompt-to-Prompt word maps (shape / colour / background word; 1/2 of the latent, 16×16)",
          "IoU of the map at half its maximum with the object",
          _cells(mode_runs, ["maps.iou_shape", "maps.iou_colour", "maps.iou_background"], 3),
-         "whole image: " + _cells(mode_runs, ["maps.iou_chance"], 3)),
+         "whole image: " + _cells(mode_runs, ["maps.iou_chance"], 3) + "; maps at 1/4 (8×8): "
+         + _cells(quarter["runs"], ["maps.iou_shape", "maps.iou_colour", "maps.iou_background"], 3)),
     ]
     rows += _views(view_runs, "anagram", views["chance"]) + _views(view_runs, "hybrid", views["chance"])
     rows += [_refiner_world_row(), _pose_world_row(), _estimator_world_row()]
