@@ -167,7 +167,7 @@ def main(argv=None) -> int:
                              "latent's side is 16x16, the world workflows' setting; 1/4 (8x8) is the paper's")
     parser.add_argument("--blend-threshold", type=float, default=0.3, help="the node's blend_threshold (default 0.3)")
     parser.add_argument("--blend-only", action="store_true",
-                        help="measure local blend alone (a blend-settings lever; refine, reweight and maps skipped)")
+                        help="measure local blend alone (a blend-settings lever; refine and reweight are skipped, the maps not reported)")
     args = parser.parse_args(argv)
     start_world_eval(args.out)
     from stepwise.models import scenes
