@@ -90,11 +90,16 @@ class Plan:
     blend_threshold: float
     blend_start: float
     record: bool  # keep per-word maps for the attention-map node
-    map_level: int = MAP_LEVEL  # UNet level whose cross-attention gives the maps and the blend mask (MAP_SCALES)
+    map_scale: str = "1/4"  # where the maps and the blend mask are taken, as a share of the latent's side
 
     @property
     def tokens(self) -> int:
         return self.mapping.shape[0]
+
+    @property
+    def map_level(self) -> int:
+        """The UNet level whose cross-attention gives the maps and the blend mask (:data:`MAP_SCALES`)."""
+        return MAP_SCALES[self.map_scale]
 
     @property
     def blend(self) -> bool:
@@ -153,7 +158,7 @@ def make_plan(source: Prompt, target: Prompt, mode: str, cross_replace: float, w
         blend_tgt += find_word(list(target.words), list(target.word_ids), word)
     return Plan(source, target, mode, mapping, keep, weights, fractions, float(self_replace),
                 tuple(sorted(set(blend_src))), tuple(sorted(set(blend_tgt))), float(blend_threshold),
-                float(blend_start), bool(record), MAP_SCALES[map_scale])
+                float(blend_start), bool(record), map_scale)
 
 
 # --- decisions per model call ---

@@ -171,9 +171,9 @@ class Hooks:
         try:
             out = executor(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed)
             if run.ours and self.plan.needs_maps and run.maps is None:
-                scale = next(k for k, v in p2p_plan.MAP_SCALES.items() if v == self.plan.map_level)
                 log.warning("PromptToPromptAttn found no cross-attention at %s of the latent's side in this model: "
-                            "no maps were recorded and local blend did nothing (try the other map_scale)", scale)
+                            "no maps were recorded and local blend did nothing (try the other map_scale)",
+                            self.plan.map_scale)
             if run.ours and self.plan.record and run.maps is not None:
                 h, w = run.map_shape
                 maps = (run.maps / max(run.calls, 1)).reshape(2, h, w, -1).cpu()
